@@ -1,0 +1,163 @@
+"""Training configuration: one dataclass per concern, loaded from YAML plus `key=value` overrides.
+
+`config/train/<task>.yaml` only overrides fields; an unknown key is an error (no hidden
+defaults: the dataclasses below ARE the defaults). The resolved config is saved with every run.
+"""
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
+from dataclasses import is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rldt_train.rl.config import FinetuneConfig
+
+
+@dataclass
+class PolicySection:
+    """Flow policy architecture (see rldt_train.policy.flow_policy.PolicyConfig)."""
+
+    horizon: int = 4
+    """Action chunk length H."""
+    hidden_dim: int = 256
+    """Velocity MLP width."""
+    depth: int = 3
+    """Hidden layers / residual blocks."""
+    residual: bool = False
+    """Residual pre-norm blocks instead of a plain MLP."""
+    time_embed_dim: int = 32
+    """Sinusoidal flow-time embedding size."""
+    sampler_steps: int = 8
+    """Euler steps N for sampling, fine-tuning and export."""
+
+
+@dataclass
+class CollectSection:
+    """Demonstration collection."""
+
+    episodes: int = 100
+    """Episodes to record."""
+    noise_std: float = -1.0
+    """Expert action noise; < 0 means the task's documented demo default."""
+    format: str = 'robomimic'
+    """Dataset layout: 'robomimic' or 'd4rl'."""
+    expert_timesteps: int = 300_000
+    """Gym locomotion only: SB3 SAC training steps for the 'medium' expert."""
+
+    def __post_init__(self):
+        if self.format not in ('robomimic', 'd4rl'):
+            raise ValueError(f"collect.format must be 'robomimic' or 'd4rl', got {self.format!r}")
+        if self.episodes < 1:
+            raise ValueError(f'collect.episodes must be >= 1, got {self.episodes}')
+
+
+@dataclass
+class PretrainSection:
+    """Behaviour cloning."""
+
+    steps: int = 5000
+    """Gradient steps."""
+    batch_size: int = 256
+    """Chunks per batch."""
+    lr: float = 3e-4
+    """Adam learning rate (cosine decay to 10%)."""
+    weight_decay: float = 1e-6
+    """AdamW weight decay."""
+    ema_decay: float = 0.995
+    """EMA of the weights; fine-tuning and export start from the EMA."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (a killed run resumes from the last)."""
+    log_every: int = 100
+    """Steps between TensorBoard scalars."""
+    eval_episodes: int = 20
+    """Episodes for the evaluation at the end (0: none)."""
+
+    def __post_init__(self):
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f'pretrain.ema_decay must be in (0, 1), got {self.ema_decay}')
+        for name in ('steps', 'batch_size', 'checkpoint_every', 'log_every'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'pretrain.{name} must be >= 1, got {getattr(self, name)}')
+
+
+@dataclass
+class TrainConfig:
+    """Everything one task's pipeline needs."""
+
+    task: str = 'cube_push'
+    """Environment id (rldt_train.envs.registry.TASK_IDS)."""
+    seed: int = 0
+    """Seed for data, networks and environments."""
+    device: str = 'auto'
+    """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+    policy: PolicySection = field(default_factory=PolicySection)
+    collect: CollectSection = field(default_factory=CollectSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def _merge(obj: Any, updates: dict, where: str) -> Any:
+    """Recursively replace dataclass fields from a dict; unknown keys are errors."""
+    known = {f.name: f for f in fields(obj)}
+    values = {}
+    for key, value in updates.items():
+        if key not in known:
+            raise KeyError(f'unknown config key {where}{key!r}; known: {", ".join(known)}')
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise TypeError(f'config key {where}{key} must be a mapping, got {value!r}')
+            value = _merge(current, value, f'{where}{key}.')
+        elif isinstance(current, float) and isinstance(value, int):
+            value = float(value)
+        elif current is not None and not isinstance(value, type(current)):
+            raise TypeError(f'config key {where}{key} must be {type(current).__name__}, '
+                            f'got {value!r}')
+        values[key] = value
+    merged = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    merged.update(values)
+    return type(obj)(**merged)
+
+
+def overrides_to_dict(overrides: list[str]) -> dict:
+    """['pretrain.steps=100', 'seed=3'] -> nested dict (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in overrides:
+        if '=' not in item:
+            raise ValueError(f'override must look like key=value, got {item!r}')
+        key, text = item.split('=', 1)
+        node = out
+        parts = key.strip().split('.')
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(text)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None
+                ) -> TrainConfig:
+    """Defaults <- YAML file <- command-line overrides."""
+    config = TrainConfig()
+    if path is not None:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        config = _merge(config, data, '')
+    if overrides:
+        config = _merge(config, overrides_to_dict(overrides), '')
+    return config
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return asdict(config)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    with open(path, 'w') as f:
+        yaml.safe_dump(config_to_dict(config), f, sort_keys=False)

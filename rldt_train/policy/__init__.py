@@ -1,0 +1,1 @@
+"""Flow-matching policy: velocity networks, the Euler sampler, normalization, BC loss."""

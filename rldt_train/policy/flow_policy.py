@@ -1,0 +1,146 @@
+"""FlowPolicy: normalizers + velocity net + Euler sampler, and its checkpoint format.
+
+The network works in normalized spaces (observations standardized, actions mapped to [-1, 1]);
+`sample` takes and returns robot units. Checkpoints are plain dicts of tensors and builtins so
+they load with `torch.load(weights_only=True)`.
+"""
+from dataclasses import asdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rldt_train.policy import flow
+from rldt_train.policy.networks import VelocityMLP
+from rldt_train.policy.normalizer import Normalizer
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class PolicyConfig:
+    """Shape and size of a flow-matching policy.
+
+    Args:
+        obs_dim: length of the state observation vector.
+        action_dim: joints commanded per control step (A).
+        horizon: action chunk length H (actions predicted per sample).
+        hidden_dim: width of the velocity MLP. Usually changed.
+        depth: hidden layers (plain) or residual blocks (residual).
+        residual: residual pre-norm blocks instead of a plain MLP.
+        time_embed_dim: size of the sinusoidal flow-time embedding (even).
+        sampler_steps: Euler steps N used for sampling and export. Usually changed.
+    """
+
+    obs_dim: int
+    action_dim: int
+    horizon: int = 4
+    hidden_dim: int = 256
+    depth: int = 3
+    residual: bool = False
+    time_embed_dim: int = 32
+    sampler_steps: int = 8
+
+    def __post_init__(self):
+        for name in ('obs_dim', 'action_dim', 'horizon', 'hidden_dim', 'depth', 'sampler_steps'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'PolicyConfig.{name} must be >= 1, got {getattr(self, name)}')
+        if self.time_embed_dim < 2 or self.time_embed_dim % 2:
+            raise ValueError(f'PolicyConfig.time_embed_dim must be even and >= 2, '
+                             f'got {self.time_embed_dim}')
+
+
+class FlowPolicy(nn.Module):
+    """Flow-matching action-chunk policy (tau = 0 noise -> tau = 1 action)."""
+
+    def __init__(self, config: PolicyConfig):
+        super().__init__()
+        self.config = config
+        self.obs_normalizer = Normalizer(config.obs_dim)
+        self.action_normalizer = Normalizer(config.action_dim)
+        self.velocity_net = VelocityMLP(config.obs_dim, config.horizon, config.action_dim,
+                                        config.hidden_dim, config.depth, config.residual,
+                                        config.time_embed_dim)
+
+    def fit_normalizers(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
+        """Observation mean/std and action min/max from the training data."""
+        self.obs_normalizer.load_state_dict(Normalizer.from_data(obs, 'meanstd').state_dict())
+        self.action_normalizer.load_state_dict(
+            Normalizer.from_data(actions, 'minmax').state_dict())
+
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_normalizer.normalize(obs)
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.action_normalizer.normalize(actions)
+
+    def unnormalize_actions(self, actions_n: torch.Tensor) -> torch.Tensor:
+        return self.action_normalizer.unnormalize(actions_n)
+
+    def velocity(self, x_n: torch.Tensor, tau: torch.Tensor, obs_n: torch.Tensor) -> torch.Tensor:
+        """v_theta(x, tau, s) in normalized spaces: x (B, H, A), tau (B,), obs (B, D)."""
+        return self.velocity_net(x_n, tau, obs_n)
+
+    def chain(self, obs_n: torch.Tensor, x0_n: torch.Tensor, steps: int | None = None
+              ) -> torch.Tensor:
+        """Whole Euler chain (N + 1, B, H, A) in normalized action space."""
+        return flow.euler_chain(self.velocity, x0_n, obs_n, steps or self.config.sampler_steps)
+
+    def initial_noise(self, batch: int, generator: torch.Generator | None = None,
+                      device: torch.device | None = None) -> torch.Tensor:
+        shape = (batch, self.config.horizon, self.config.action_dim)
+        return torch.randn(shape, generator=generator, device=device)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor | None = None,
+               steps: int | None = None, deterministic: bool = False) -> torch.Tensor:
+        """Action chunks (B, H, A) in robot units for raw observations (B, D).
+
+        deterministic: x0 = 0 (ARCHITECTURE.md: deterministic evaluation), else x0 = noise or
+        fresh N(0, I).
+        """
+        batch = obs.shape[0]
+        if deterministic:
+            x0 = torch.zeros(batch, self.config.horizon, self.config.action_dim,
+                             device=obs.device)
+        elif noise is None:
+            x0 = self.initial_noise(batch, device=obs.device)
+        else:
+            x0 = noise
+        final = self.chain(self.normalize_obs(obs), x0, steps)[-1]
+        return self.unnormalize_actions(final)
+
+    def bc_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Flow-matching BC: tau ~ U[0,1], eps ~ N(0,I), ||v(x_tau, tau, s) - (a - eps)||^2."""
+        a = self.normalize_actions(actions)
+        eps = torch.randn_like(a)
+        tau = torch.rand(a.shape[0], device=a.device)
+        x_tau = flow.interpolate(eps, a, tau)
+        v = self.velocity(x_tau, tau, self.normalize_obs(obs))
+        return (v - flow.bc_target(eps, a)).pow(2).mean()
+
+
+def save_policy(path: str | Path, policy: FlowPolicy, ema_state: dict | None = None,
+                extra: dict[str, Any] | None = None) -> None:
+    """Write a policy checkpoint atomically (a killed write never leaves a torn file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {'format': CHECKPOINT_FORMAT, 'config': asdict(policy.config),
+               'policy': policy.state_dict(), 'ema': ema_state, 'extra': extra or {}}
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_policy(path: str | Path, use_ema: bool = True,
+                map_location: str | torch.device = 'cpu') -> FlowPolicy:
+    """FlowPolicy from a checkpoint; the EMA weights when present and use_ema is True."""
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if payload.get('format') != CHECKPOINT_FORMAT:
+        raise ValueError(f'{path}: unknown policy checkpoint format {payload.get("format")!r}')
+    policy = FlowPolicy(PolicyConfig(**payload['config']))
+    state = payload['ema'] if use_ema and payload.get('ema') else payload['policy']
+    policy.load_state_dict(state)
+    return policy
