@@ -1,0 +1,160 @@
+"""Turns ROS sensor messages into the arrays a model card asks for, without importing ROS.
+
+The node hands plain fields (names, positions, encoding, bytes) to these functions, so decoding,
+joint mapping and staleness are tested by pytest alone. Every failure raises `ObservationError`
+with a message naming the joint, encoding or size at fault: the node shows it on /diagnostics.
+"""
+import threading
+import time
+
+import cv2
+import numpy as np
+
+# Encodings decoded here: (channels, dtype). Others (bayer, yuv, float) are refused by name rather
+# than guessed, because a wrong guess still produces an image and the policy would act on garbage.
+ENCODINGS = {
+    'rgb8': (3, np.uint8),
+    'bgr8': (3, np.uint8),
+    'mono8': (1, np.uint8),
+    '16UC1': (1, np.uint16),
+}
+
+
+class ObservationError(ValueError):
+    """An observation cannot be built; the message says which field and value are wrong."""
+
+
+def check_encoding(encoding: str) -> None:
+    """Raises ObservationError for an encoding this module cannot decode."""
+    if encoding not in ENCODINGS:
+        raise ObservationError(
+            f'unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}')
+
+
+def decode_image(encoding: str, height: int, width: int, step: int, is_bigendian: bool,
+                 data: bytes) -> np.ndarray:
+    """Decodes sensor_msgs/Image fields to an (height, width, channels) array.
+
+    `step` may exceed width * channels * itemsize (row padding), so rows are cut to the payload.
+    Returns uint8 for 8-bit encodings and uint16 (native byte order) for 16UC1.
+    """
+    check_encoding(encoding)
+    channels, dtype = ENCODINGS[encoding]
+    row_bytes = width * channels * np.dtype(dtype).itemsize
+    if height <= 0 or width <= 0:
+        raise ObservationError(f'image has no pixels: {height}x{width}')
+    if step < row_bytes:
+        raise ObservationError(f'image step {step} < width*channels*itemsize = {row_bytes}')
+    if len(data) < step * height:
+        raise ObservationError(
+            f'image data has {len(data)} bytes, expected step*height = {step * height}')
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)
+    pixels = rows[:, :row_bytes]
+    if dtype == np.uint16:
+        order = '>' if is_bigendian else '<'
+        pixels = np.ascontiguousarray(pixels).view(order + 'u2').astype(np.uint16)
+    return pixels.reshape(height, width, channels)
+
+
+def to_model_rgb(image: np.ndarray, encoding: str, height: int, width: int) -> np.ndarray:
+    """Converts a decoded image to the model input: uint8 (height, width, 3) RGB.
+
+    bgr8 swaps channels; mono8 is repeated to three channels; 16UC1 (depth, e.g. millimetres) is
+    scaled by 255/65535 as cv_bridge does for mono16 -> mono8. A size different from the model's
+    is resized (INTER_AREA, which averages when shrinking instead of aliasing).
+    """
+    check_encoding(encoding)
+    if encoding == '16UC1':
+        image = (image.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    if encoding == 'bgr8':
+        image = image[:, :, ::-1]
+    elif image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+class JointStateMapper:
+    """Picks the model's joints by NAME from JointState messages (any order, extras ignored).
+
+    Drivers publish joints in their own order and often more joints than the model uses, so
+    positions are never taken by index. The index map is cached per name list: drivers keep the
+    same list for every message, so the lookup costs one tuple compare per message.
+    """
+
+    def __init__(self, joints: list[str], fields: list[str]):
+        unknown = sorted(set(fields) - {'position', 'velocity'})
+        if unknown:
+            raise ObservationError(f'unknown state fields {unknown}; use position, velocity')
+        self.joints = list(joints)
+        self.fields = list(fields)
+        self._names: tuple[str, ...] | None = None
+        self._index: np.ndarray | None = None
+
+    def _indices(self, names: tuple[str, ...]) -> np.ndarray:
+        if names != self._names:
+            lookup = {name: i for i, name in enumerate(names)}
+            missing = [j for j in self.joints if j not in lookup]
+            if missing:
+                raise ObservationError(f'joint_states lacks joint(s) {missing}')
+            self._index = np.array([lookup[j] for j in self.joints], dtype=np.intp)
+            self._names = names
+        return self._index
+
+    def state(self, names, positions, velocities) -> np.ndarray:
+        """Returns float64 (len(fields) * len(joints),): all positions, then all velocities.
+
+        Raises ObservationError on a missing joint, a short field array or a non-finite value
+        (a NaN must never reach the policy: its output would be NaN too, or worse, finite junk).
+        """
+        index = self._indices(tuple(names))
+        parts = []
+        for field, values in (('position', positions), ('velocity', velocities)):
+            if field not in self.fields:
+                continue
+            if len(values) != len(names):
+                raise ObservationError(
+                    f'joint_states has {len(values)} {field} values for {len(names)} names')
+            parts.append(np.asarray(values, dtype=np.float64)[index])
+        state = np.concatenate(parts)
+        if not np.all(np.isfinite(state)):
+            bad = sorted({self.joints[i % len(self.joints)]
+                          for i in np.flatnonzero(~np.isfinite(state))})
+            raise ObservationError(f'non-finite joint_states for {bad}')
+        return state
+
+
+class LatestCache:
+    """Latest value per key with its monotonic receive time; safe across threads.
+
+    Subscriptions write, the control timer and the inference worker read. Receive time, not the
+    header stamp, decides staleness: it is what this computer knows, on its own clock.
+    """
+
+    def __init__(self, keys: list[str], clock=time.monotonic):
+        self.keys = list(keys)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[str, object] = {}
+        self._received: dict[str, float] = {}
+
+    def put(self, key: str, value) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._received[key] = self._clock()
+
+    def ages_s(self) -> dict[str, float]:
+        """Seconds since each key was last received (inf if never)."""
+        now = self._clock()
+        with self._lock:
+            return {k: now - self._received[k] if k in self._received else float('inf')
+                    for k in self.keys}
+
+    def snapshot(self, max_age_s: float) -> dict | None:
+        """All values if every key is fresher than max_age_s, else None (never a partial set)."""
+        now = self._clock()
+        with self._lock:
+            if any(now - self._received.get(k, -np.inf) > max_age_s for k in self.keys):
+                return None
+            return {k: self._values[k] for k in self.keys}
