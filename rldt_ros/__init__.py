@@ -1,0 +1,1 @@
+"""rldt_ros: the robot side. numpy + onnxruntime + rclpy; never torch."""

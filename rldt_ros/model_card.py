@@ -1,0 +1,204 @@
+"""The model folder contract (ARCHITECTURE.md section 3): load, validate and write policy.yaml.
+
+A model folder holds `policy.onnx` (one graph per action chunk) and `policy.yaml` (this card).
+Readers refuse unknown major format versions, missing files, bad checksums and inconsistent
+shapes with a `ModelCardError` that says which field is wrong: a robot must never run a model it
+cannot vouch for.
+"""
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+FORMAT_VERSION = 1
+CARD_FILE = 'policy.yaml'
+POLICY_FILE = 'policy.onnx'
+ENCODINGS = ('rgb8', 'bgr8', 'mono8', '16UC1')
+
+
+class ModelCardError(ValueError):
+    """A model folder that must not be run, with the reason."""
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera input: ONNX input `obs_<name>` is uint8 (B, height, width, 3) RGB."""
+
+    name: str
+    topic: str
+    height: int
+    width: int
+    encoding: str = 'rgb8'
+
+    @property
+    def input_name(self) -> str:
+        return f'obs_{self.name}'
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Validated contents of policy.yaml (arrays are float64, robot units)."""
+
+    folder: Path
+    name: str
+    version: str
+    task: str
+    state_joints: tuple[str, ...]
+    state_fields: tuple[str, ...]
+    state_dim: int
+    cameras: tuple[CameraSpec, ...]
+    action_dim: int
+    action_names: tuple[str, ...]
+    action_units: str
+    action_low: np.ndarray
+    action_high: np.ndarray
+    chunk_length: int
+    steps_per_chunk: int
+    control_rate_hz: float
+    sampler_steps: int
+    raw: dict
+
+    @property
+    def policy_path(self) -> Path:
+        return self.folder / POLICY_FILE
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _get(data: dict, dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            raise ModelCardError(f'{CARD_FILE}: missing field {dotted!r}')
+        node = node[part]
+    return node
+
+
+def _positive_int(data: dict, dotted: str) -> int:
+    value = _get(data, dotted)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ModelCardError(f'{CARD_FILE}: {dotted} must be a positive integer, got {value!r}')
+    return value
+
+
+def _parse_cameras(items: Any) -> tuple[CameraSpec, ...]:
+    if not isinstance(items, list):
+        raise ModelCardError(f'{CARD_FILE}: observation.cameras must be a list, got {items!r}')
+    cameras = []
+    for i, item in enumerate(items):
+        try:
+            camera = CameraSpec(name=str(item['name']), topic=str(item['topic']),
+                                height=int(item['height']), width=int(item['width']),
+                                encoding=str(item.get('encoding', 'rgb8')))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelCardError(f'{CARD_FILE}: observation.cameras[{i}] needs name, topic, '
+                                 f'height, width ({exc})') from exc
+        if camera.encoding not in ENCODINGS:
+            raise ModelCardError(f'{CARD_FILE}: camera {camera.name!r} has unknown encoding '
+                                 f'{camera.encoding!r}; known: {", ".join(ENCODINGS)}')
+        if camera.height < 1 or camera.width < 1:
+            raise ModelCardError(f'{CARD_FILE}: camera {camera.name!r} has size '
+                                 f'{camera.height}x{camera.width}')
+        cameras.append(camera)
+    return tuple(cameras)
+
+
+def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
+    """Validate a card's fields (not the files) and build a ModelCard."""
+    folder = Path(folder)
+    if not isinstance(data, dict):
+        raise ModelCardError(f'{CARD_FILE}: expected a mapping at the top level')
+    version = _get(data, 'format_version')
+    if not isinstance(version, int) or version != FORMAT_VERSION:
+        raise ModelCardError(f'{CARD_FILE}: format_version {version!r} is not supported by this '
+                             f'rldt_ros (supports {FORMAT_VERSION}); upgrade rldt_ros or re-export')
+    joints = tuple(str(j) for j in _get(data, 'observation.state.joints'))
+    fields = tuple(str(f) for f in _get(data, 'observation.state.fields'))
+    state_dim = _positive_int(data, 'observation.state.dim')
+    for f in fields:
+        if f not in ('position', 'velocity'):
+            raise ModelCardError(f'{CARD_FILE}: observation.state.fields has unknown {f!r}')
+    if joints and len(joints) * len(fields) != state_dim:
+        raise ModelCardError(f'{CARD_FILE}: observation.state.dim is {state_dim} but '
+                             f'{len(joints)} joints x {len(fields)} fields = '
+                             f'{len(joints) * len(fields)}')
+    action_dim = _positive_int(data, 'action.dim')
+    names = tuple(str(n) for n in _get(data, 'action.names'))
+    low = np.asarray(_get(data, 'action.low'), dtype=np.float64)
+    high = np.asarray(_get(data, 'action.high'), dtype=np.float64)
+    for label, arr in (('names', names), ('low', low), ('high', high)):
+        if len(arr) != action_dim:
+            raise ModelCardError(f'{CARD_FILE}: action.{label} has {len(arr)} entries, '
+                                 f'action.dim is {action_dim}')
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low <= high)):
+        raise ModelCardError(f'{CARD_FILE}: action.low/high must be finite with low <= high')
+    chunk_length = _positive_int(data, 'action.chunk_length')
+    steps_per_chunk = _positive_int(data, 'action.steps_per_chunk')
+    if steps_per_chunk > chunk_length:
+        raise ModelCardError(f'{CARD_FILE}: action.steps_per_chunk ({steps_per_chunk}) exceeds '
+                             f'action.chunk_length ({chunk_length})')
+    rate = float(_get(data, 'action.control_rate_hz'))
+    if not rate > 0:
+        raise ModelCardError(f'{CARD_FILE}: action.control_rate_hz must be > 0, got {rate}')
+    return ModelCard(
+        folder=folder, name=str(_get(data, 'name')), version=str(_get(data, 'version')),
+        task=str(_get(data, 'task')), state_joints=joints, state_fields=fields,
+        state_dim=state_dim, cameras=_parse_cameras(data['observation'].get('cameras', [])),
+        action_dim=action_dim, action_names=names,
+        action_units=str(data['action'].get('units', '')), action_low=low, action_high=high,
+        chunk_length=chunk_length, steps_per_chunk=steps_per_chunk, control_rate_hz=rate,
+        sampler_steps=_positive_int(data, 'sampler.steps'), raw=data)
+
+
+def load_model_card(folder: str | Path, verify_files: bool = True) -> ModelCard:
+    """Read and validate `folder/policy.yaml`; with verify_files, check every sha256 too."""
+    folder = Path(folder)
+    card_path = folder / CARD_FILE
+    if not folder.is_dir():
+        raise ModelCardError(f'model folder {folder} does not exist')
+    if not card_path.is_file():
+        raise ModelCardError(f'{folder}: no {CARD_FILE} (is this a model folder?)')
+    try:
+        with open(card_path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ModelCardError(f'{card_path}: not valid YAML ({exc})') from exc
+    card = parse_model_card(data, folder)
+    files = _get(data, 'files')
+    if not isinstance(files, dict) or POLICY_FILE not in files:
+        raise ModelCardError(f'{CARD_FILE}: files must list {POLICY_FILE} with its sha256')
+    if verify_files:
+        for name, entry in files.items():
+            path = folder / name
+            if not path.is_file():
+                raise ModelCardError(f'{folder}: {name} is listed in {CARD_FILE} but missing')
+            expected = entry.get('sha256') if isinstance(entry, dict) else None
+            actual = sha256_file(path)
+            if expected != actual:
+                raise ModelCardError(f'{path}: sha256 {actual[:12]}... does not match the model '
+                                     f'card ({str(expected)[:12]}...): file changed or corrupt')
+    return card
+
+
+def write_model_card(folder: str | Path, data: dict) -> ModelCard:
+    """Fill in sha256 for every file under `files`, validate, and write policy.yaml."""
+    folder = Path(folder)
+    data = dict(data)
+    data['format_version'] = FORMAT_VERSION
+    data['files'] = {name: {'sha256': sha256_file(folder / name)}
+                     for name in data.get('files', {POLICY_FILE: {}})}
+    parse_model_card(data, folder)
+    tmp = folder / (CARD_FILE + '.tmp')
+    with open(tmp, 'w') as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    tmp.replace(folder / CARD_FILE)
+    return load_model_card(folder)

@@ -1,0 +1,111 @@
+"""ONNX export: one graph per action chunk, a model card, and a parity check that must pass.
+
+The graph is normalize(obs) -> N unrolled Euler steps of the velocity net -> un-normalize
+(ARCHITECTURE.md section 3). Parity: ONNX Runtime and torch get the same observations and noise;
+the largest absolute difference must be <= tolerance, or nothing is written.
+"""
+import datetime
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from rldt_ros.model_card import POLICY_FILE
+from rldt_ros.model_card import write_model_card
+from rldt_train.policy.flow_policy import FlowPolicy
+from rldt_train.policy.flow_policy import load_policy
+from rldt_train.task_spec import task_spec
+
+
+class ExportError(RuntimeError):
+    """Export refused (parity failed or bad arguments); nothing was written."""
+
+
+class ChunkGraph(nn.Module):
+    """(obs_state (B, D) robot units, noise (B, H, A)) -> actions (B, H, A) robot units."""
+
+    def __init__(self, policy: FlowPolicy, steps: int):
+        super().__init__()
+        self.policy = policy
+        self.steps = steps
+
+    def forward(self, obs_state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        obs_n = self.policy.normalize_obs(obs_state)
+        x = noise
+        ones = torch.ones_like(noise[:, 0, 0])  # (B,), keeps the batch dimension dynamic
+        for k in range(self.steps):
+            x = x + self.policy.velocity(x, ones * (k / self.steps), obs_n) / self.steps
+        return self.policy.unnormalize_actions(x)
+
+
+def parity_error(onnx_path: Path, graph: ChunkGraph, obs_dim: int, batch: int = 4,
+                 seed: int = 0) -> float:
+    """Max |ORT - torch| over random observations (drawn around the data statistics)."""
+    gen = torch.Generator().manual_seed(seed)
+    norm = graph.policy.obs_normalizer
+    obs = norm.shift + norm.scale * torch.randn(batch, obs_dim, generator=gen)
+    cfg = graph.policy.config
+    noise = torch.randn(batch, cfg.horizon, cfg.action_dim, generator=gen)
+    with torch.no_grad():
+        expected = graph(obs, noise).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    got = session.run(None, {'obs_state': obs.numpy(), 'noise': noise.numpy()})[0]
+    return float(np.max(np.abs(got - expected)))
+
+
+def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: str | None = None,
+                  steps: int | None = None, steps_per_chunk: int | None = None,
+                  tolerance: float = 1e-4, provenance: dict | None = None) -> Path:
+    """Write out_dir/policy.onnx + policy.yaml from a policy checkpoint (EMA weights)."""
+    out_dir = Path(out_dir)
+    policy = load_policy(checkpoint).eval()
+    cfg = policy.config
+    steps = steps or cfg.sampler_steps
+    steps_per_chunk = steps_per_chunk or cfg.horizon
+    spec = task_spec(task)
+    if spec.state_dim != cfg.obs_dim or len(spec.action_names) != cfg.action_dim:
+        raise ExportError(f'checkpoint has obs_dim {cfg.obs_dim}, action_dim {cfg.action_dim}; '
+                          f'task {task} has {spec.state_dim}, {len(spec.action_names)}')
+    graph = ChunkGraph(policy, steps).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        onnx_path = tmp_dir / POLICY_FILE
+        example = (torch.zeros(1, cfg.obs_dim), torch.zeros(1, cfg.horizon, cfg.action_dim))
+        torch.onnx.export(graph, example, str(onnx_path), input_names=['obs_state', 'noise'],
+                          output_names=['actions'], opset_version=17, dynamo=False,
+                          dynamic_axes={'obs_state': {0: 'batch'}, 'noise': {0: 'batch'},
+                                        'actions': {0: 'batch'}})
+        error = parity_error(onnx_path, graph, cfg.obs_dim)
+        if not error <= tolerance:
+            raise ExportError(f'ONNX parity check failed: max |ORT - torch| = {error:.3g} > '
+                              f'{tolerance:g}; nothing written')
+        card = {
+            'name': name or out_dir.name,
+            'version': '0.1.0',
+            'task': task,
+            'observation': {'state': {'joints': spec.state_joints, 'fields': spec.state_fields,
+                                      'dim': spec.state_dim},
+                            'cameras': []},
+            'action': {'dim': cfg.action_dim, 'names': spec.action_names,
+                       'units': spec.action_units,
+                       'low': [float(v) for v in spec.action_low],
+                       'high': [float(v) for v in spec.action_high],
+                       'chunk_length': cfg.horizon, 'steps_per_chunk': steps_per_chunk,
+                       'control_rate_hz': spec.control_rate_hz},
+            'sampler': {'steps': steps, 'method': 'euler', 'noise': 'gaussian'},
+            'files': {POLICY_FILE: {}},
+            'provenance': {'checkpoint': str(checkpoint), 'policy': dict(vars(cfg)),
+                           'parity_max_abs_error': error,
+                           'exported_at': datetime.datetime.now(datetime.timezone.utc)
+                           .isoformat(timespec='seconds'),
+                           **(provenance or {})},
+        }
+        write_model_card(tmp_dir, card)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for file in (POLICY_FILE, 'policy.yaml'):
+            shutil.copy2(tmp_dir / file, out_dir / file)
+    return out_dir
