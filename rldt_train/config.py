@@ -16,6 +16,10 @@ import yaml
 from rldt_train.rl.config import FinetuneConfig
 
 
+class ConfigError(ValueError):
+    """A config file or override that names an unknown key or has a wrong type."""
+
+
 @dataclass
 class PolicySection:
     """Flow policy architecture (see rldt_train.policy.flow_policy.PolicyConfig)."""
@@ -103,22 +107,34 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def _to_float(value: int | str, where: str) -> float:
+    """YAML 1.1 reads `1e-3` as a string; accept it (and ints) where a float is expected."""
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f'config key {where} must be float, got {value!r}') from None
+
+
 def _merge(obj: Any, updates: dict, where: str) -> Any:
     """Recursively replace dataclass fields from a dict; unknown keys are errors."""
     known = {f.name: f for f in fields(obj)}
     values = {}
     for key, value in updates.items():
         if key not in known:
-            raise KeyError(f'unknown config key {where}{key!r}; known: {", ".join(known)}')
+            raise ConfigError(f'unknown config key "{where}{key}"; known: {", ".join(known)}')
         current = getattr(obj, key)
         if is_dataclass(current):
             if not isinstance(value, dict):
-                raise TypeError(f'config key {where}{key} must be a mapping, got {value!r}')
+                raise ConfigError(f'config key {where}{key} must be a mapping, got {value!r}')
             value = _merge(current, value, f'{where}{key}.')
-        elif isinstance(current, float) and isinstance(value, int):
-            value = float(value)
+        elif isinstance(current, float) and isinstance(value, (int, str)) \
+                and not isinstance(value, bool):
+            value = _to_float(value, f'{where}{key}')
+        elif isinstance(value, bool) != isinstance(current, bool) and current is not None:
+            raise ConfigError(f'config key {where}{key} must be {type(current).__name__}, '
+                              f'got {value!r}')
         elif current is not None and not isinstance(value, type(current)):
-            raise TypeError(f'config key {where}{key} must be {type(current).__name__}, '
+            raise ConfigError(f'config key {where}{key} must be {type(current).__name__}, '
                             f'got {value!r}')
         values[key] = value
     merged = {f.name: getattr(obj, f.name) for f in fields(obj)}
@@ -131,7 +147,7 @@ def overrides_to_dict(overrides: list[str]) -> dict:
     out: dict = {}
     for item in overrides:
         if '=' not in item:
-            raise ValueError(f'override must look like key=value, got {item!r}')
+            raise ConfigError(f'override must look like key=value, got {item!r}')
         key, text = item.split('=', 1)
         node = out
         parts = key.strip().split('.')

@@ -1,0 +1,156 @@
+"""`rldt-train {collect,pretrain,finetune,eval,export,demo}`: the training side's command line.
+
+Every command takes `--config config/train/<task>.yaml` plus `key=value` overrides
+(e.g. `pretrain.steps=2000 seed=3`), and prints a short summary table at the end.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rldt_train.config import load_config
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        table.add_row(str(key), f'{value:.4g}' if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--config', type=Path, help='config/train/<task>.yaml')
+    parser.add_argument('overrides', nargs='*', help='key=value overrides, e.g. seed=1')
+
+
+def cmd_collect(args) -> dict:
+    from rldt_train.data.collect import run_collect
+    config = load_config(args.config, args.overrides)
+    out = args.out or Path('data') / f'{config.task}_{config.collect.format}.hdf5'
+    return run_collect(config, out)
+
+
+def cmd_pretrain(args) -> dict:
+    from rldt_train.evaluate import evaluate
+    from rldt_train.evaluate import torch_policy
+    from rldt_train.policy.flow_policy import load_policy
+    from rldt_train.pretrain import run_pretrain
+    config = load_config(args.config, args.overrides)
+    run_dir = args.run_dir or Path('runs') / config.task / 'pretrain'
+    summary = run_pretrain(config, args.dataset, run_dir, resume=args.resume)
+    if config.pretrain.eval_episodes:
+        policy = load_policy(summary['policy'])
+        result = evaluate(torch_policy(policy), config.task, config.pretrain.eval_episodes,
+                          config.policy.horizon, seed=config.seed + 1000, progress=True)
+        summary.update({f'eval_{k}': v for k, v in result.as_dict().items()})
+    return summary
+
+
+def cmd_finetune(args) -> dict:
+    from rldt_train.rl.finetune import run_finetune
+    config = load_config(args.config, args.overrides)
+    run_dir = args.run_dir or Path('runs') / config.task / 'finetune'
+    return run_finetune(config, run_dir, args.base, resume=args.resume)
+
+
+def cmd_eval(args) -> dict:
+    from rldt_train import evaluate as ev
+    if args.model:
+        from rldt_ros.model_card import load_model_card
+        card = load_model_card(args.model)
+        task, horizon = args.task or card.task, card.chunk_length
+        policy = ev.onnx_policy(str(args.model), deterministic=args.deterministic,
+                                seed=args.seed)
+    elif args.checkpoint:
+        from rldt_train.policy.flow_policy import load_policy
+        loaded = load_policy(args.checkpoint)
+        if not args.task:
+            raise SystemExit('eval --checkpoint needs --task')
+        task, horizon = args.task, loaded.config.horizon
+        policy = ev.torch_policy(loaded, deterministic=args.deterministic)
+    else:
+        raise SystemExit('eval needs --model DIR or --checkpoint FILE')
+    result = ev.evaluate(policy, task, args.episodes, horizon, seed=args.seed, progress=True)
+    return {'task': task, **result.as_dict()}
+
+
+def cmd_export(args) -> dict:
+    from rldt_ros.model_card import load_model_card
+    from rldt_train.export import export_policy
+    out = export_policy(args.checkpoint, args.out, args.task, name=args.name,
+                        steps=args.steps)
+    card = load_model_card(out)
+    return {'model': str(out), 'onnx_sha256': card.raw['files']['policy.onnx']['sha256'][:16],
+            'parity_max_abs_error': card.raw['provenance']['parity_max_abs_error'],
+            'chunk': f'{card.chunk_length} x {card.action_dim}', 'steps': card.sampler_steps}
+
+
+def cmd_demo(args) -> dict:
+    from rldt_train.demo import run_demo
+    return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='rldt-train', description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('collect', help='make a demonstration dataset')
+    _add_config_args(p)
+    p.add_argument('--out', type=Path, help='dataset file (default data/<task>_<format>.hdf5)')
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser('pretrain', help='behaviour-cloning pretraining')
+    _add_config_args(p)
+    p.add_argument('--dataset', type=Path, required=True)
+    p.add_argument('--run-dir', type=Path)
+    p.add_argument('--resume', action='store_true', help='continue from the last checkpoint')
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser('finetune', help='RLDT online fine-tuning')
+    _add_config_args(p)
+    p.add_argument('--base', type=Path, required=True, help='pretrained policy checkpoint')
+    p.add_argument('--run-dir', type=Path)
+    p.add_argument('--resume', action='store_true', help='continue from the last checkpoint')
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser('eval', help='evaluate a checkpoint or an exported model')
+    p.add_argument('--model', type=Path, help='exported model folder (ONNX Runtime)')
+    p.add_argument('--checkpoint', type=Path, help='policy checkpoint (torch)')
+    p.add_argument('--task')
+    p.add_argument('--episodes', type=int, default=50)
+    p.add_argument('--seed', type=int, default=1000)
+    p.add_argument('--deterministic', action='store_true', help='x0 = 0 instead of noise')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser('export', help='ONNX + model card, parity-checked')
+    p.add_argument('--checkpoint', type=Path, required=True)
+    p.add_argument('--task', required=True)
+    p.add_argument('--out', type=Path, required=True, help='model folder, e.g. models/NAME')
+    p.add_argument('--name')
+    p.add_argument('--steps', type=int, help='Euler steps (default: the policy config)')
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('demo', help='the whole pipeline on the built-in task')
+    p.add_argument('--full', action='store_true', help='larger settings (longer, better)')
+    p.add_argument('--out', type=Path, default=Path('reports/demo'))
+    p.add_argument('--skip-ros', action='store_true', help='no ROS 2 loop stage')
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # config, model card, dataset errors
+        print(f'rldt-train {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    _print_summary(f'rldt-train {args.command}', summary)
+    print(json.dumps({'command': args.command, **summary}, default=str))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

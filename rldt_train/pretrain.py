@@ -1,0 +1,137 @@
+"""Behaviour-cloning pretraining of a flow-matching policy, resumable.
+
+Reads a dataset (robomimic or D4RL layout), trains the velocity net on (observation, action
+chunk) pairs with the flow-matching loss, keeps an EMA of the weights (fine-tuning and export
+start from it), logs to TensorBoard, checkpoints the full training state atomically every
+`checkpoint_every` steps, and resumes from the last checkpoint with `resume=True`.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from rldt_train.config import TrainConfig
+from rldt_train.config import config_to_dict
+from rldt_train.config import save_config
+from rldt_train.data.episodes import action_chunks
+from rldt_train.data.hdf5_io import read_dataset
+from rldt_train.policy.flow_policy import FlowPolicy
+from rldt_train.policy.flow_policy import PolicyConfig
+from rldt_train.policy.flow_policy import save_policy
+
+STATE_FILE = 'checkpoints/pretrain_last.pt'
+POLICY_FILE = 'policy_bc.pt'
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def policy_config(config: TrainConfig, obs_dim: int, action_dim: int) -> PolicyConfig:
+    p = config.policy
+    return PolicyConfig(obs_dim=obs_dim, action_dim=action_dim, horizon=p.horizon,
+                        hidden_dim=p.hidden_dim, depth=p.depth, residual=p.residual,
+                        time_embed_dim=p.time_embed_dim, sampler_steps=p.sampler_steps)
+
+
+def _rng_state() -> dict:
+    return {'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'])
+    if torch.cuda.is_available() and state['cuda']:
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _save_state(path: Path, step: int, policy, ema, optimizer, scheduler) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp')
+    torch.save({'step': step, 'policy': policy.state_dict(), 'ema': ema.state_dict(),
+                'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+                'rng': _rng_state()}, tmp)
+    tmp.replace(path)
+
+
+def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
+                 resume: bool = False, progress: bool = True) -> dict:
+    """Train; returns a summary dict and writes run_dir/policy_bc.pt (EMA weights)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / 'config.yaml')
+    cfg = config.pretrain
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+
+    episodes, env_args = read_dataset(dataset)
+    obs_np, chunks_np = action_chunks(episodes, config.policy.horizon)
+    obs = torch.as_tensor(obs_np, device=device)
+    chunks = torch.as_tensor(chunks_np, device=device)
+    policy = FlowPolicy(policy_config(config, obs.shape[1], chunks.shape[2])).to(device)
+    policy.fit_normalizers(obs, chunks)
+    ema = AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                        use_buffers=True)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps,
+                                                           eta_min=0.1 * cfg.lr)
+    state_path = run_dir / STATE_FILE
+    start = 0
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        policy.load_state_dict(state['policy'])
+        ema.load_state_dict(state['ema'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        _set_rng_state(state['rng'])
+        start = state['step']
+    writer = SummaryWriter(str(run_dir / 'tb'))
+    if start == 0:
+        writer.add_text('config', '```\n' + json.dumps(config_to_dict(config), indent=2) + '\n```')
+
+    generator = torch.Generator(device=device).manual_seed(config.seed + start)
+    loss_sum, loss_count, t0 = 0.0, 0, time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), desc='pretrain', unit='step', disable=not progress,
+               initial=start, total=cfg.steps)
+    for step in bar:
+        index = torch.randint(len(obs), (cfg.batch_size,), device=device, generator=generator)
+        loss = policy.bc_loss(obs[index], chunks[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        ema.update_parameters(policy)
+        loss_sum += loss.item()
+        loss_count += 1
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            mean_loss = loss_sum / loss_count
+            writer.add_scalar('losses/bc', mean_loss, step + 1)
+            writer.add_scalar('charts/lr', scheduler.get_last_lr()[0], step + 1)
+            writer.add_scalar('charts/steps_per_s', loss_count / (time.perf_counter() - t0),
+                              step + 1)
+            bar.set_postfix(loss=f'{mean_loss:.4f}')
+            loss_sum, loss_count, t0 = 0.0, 0, time.perf_counter()
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            _save_state(state_path, step + 1, policy, ema, optimizer, scheduler)
+    bar.close()
+    writer.close()
+
+    bc_policy = ema.module
+    save_policy(run_dir / POLICY_FILE, policy, ema_state=bc_policy.state_dict(),
+                extra={'task': config.task, 'dataset': str(dataset),
+                       'env_args': json.dumps(env_args)})
+    with torch.no_grad():
+        final_loss = float(np.mean([bc_policy.bc_loss(obs[:4096], chunks[:4096]).item()
+                                    for _ in range(4)]))
+    return {'policy': str(run_dir / POLICY_FILE), 'steps': cfg.steps,
+            'samples': int(len(obs)), 'episodes': len(episodes), 'final_bc_loss': final_loss}
