@@ -1,10 +1,180 @@
-"""RLDT fine-tuning configuration (placeholder fields; the RLDT implementation extends it)."""
+"""RLDT fine-tuning configuration: every method switch and number of ARCHITECTURE.md section 4.
+
+The dataclass below IS the default; `config/train/<task>.yaml` overrides fields under
+`finetune:` and an unknown key is an error. Users usually change: `iterations`, `num_envs`,
+`rollout_steps`, `transport`, `reference`, `sparse_reward`, `eval_every`.
+"""
 from dataclasses import dataclass
+
+TRANSPORTS = ('rbf', 'delta')
+REFERENCES = ('previous', 'pretrained')
+REWARD_SCALES = ('ema_abs', 'none')
+VECTORIZATIONS = ('sync', 'async')
 
 
 @dataclass
 class FinetuneConfig:
-    """RLDT fine-tuning (ARCHITECTURE.md section 4)."""
+    """RLDT fine-tuning (ARCHITECTURE.md section 4).
 
+    Args are documented field by field below; groups: schedule, environment interaction,
+    transport field, losses, critic, replay, optimisation, evaluation and bookkeeping.
+    """
+
+    # --- schedule -------------------------------------------------------------------------
     iterations: int = 10
-    """Outer iterations (collect, critic rounds, actor steps)."""
+    """Outer iterations (collect, critic rounds, actor steps, reference update)."""
+    warmup_iterations: int = 2
+    """First iterations that train only the critic (the actor waits for a usable Q)."""
+
+    # --- environment interaction ----------------------------------------------------------
+    num_envs: int = 100
+    """Parallel environments collecting each iteration."""
+    rollout_steps: int = 500
+    """Chunk steps per environment per iteration (one stored rollout segment per env)."""
+    vectorization: str = 'sync'
+    """'sync' (best on few cores, FACTS.md) or 'async' (worker processes, many cores)."""
+    explore: bool = True
+    """Exploration a = a_N + ||a_N - a_dag_k|| N(0, I), k ~ U{N-2, N-1}; False: plain a_N."""
+
+    # --- flow and transport field ---------------------------------------------------------
+    flow_steps: int = 8
+    """Euler steps N of the chain during fine-tuning (32 on long-horizon assembly)."""
+    transport: str = 'rbf'
+    """'rbf': SVGD field with RBF kernel and repulsion; 'delta': phi = grad_a Q (ablation)."""
+    particles: int = 8
+    """P chains per state whose final actions are the SVGD particles."""
+    temperature: float = 0.001
+    """alpha_eff = temperature * mean_j ||grad_a Q(s, a_j)|| (repulsion scales with the pull)."""
+    alpha_min: float = 1e-6
+    """Lower clamp of alpha_eff (keeps some repulsion where Q is flat)."""
+    alpha_max: float = 1.0
+    """Upper clamp of alpha_eff (a critic spike must not blow the particles apart)."""
+
+    # --- losses ---------------------------------------------------------------------------
+    consistency_weight: float = 0.5
+    """Weight of L_cons (the one-step estimate a_dag must agree with the chain's a_N)."""
+    constraint_weight: float = 0.2
+    """Weight of L_fd (time-weighted Fisher divergence to v_ref)."""
+    reference: str = 'previous'
+    """v_ref: 'previous' (copied after every iteration, the released code) or 'pretrained'."""
+
+    # --- critic ---------------------------------------------------------------------------
+    critic_ensemble: int = 2
+    """Q networks in the ensemble (bootstrap takes the min over their targets)."""
+    critic_hidden_dim: int = 256
+    """Width of each Q MLP."""
+    critic_depth: int = 3
+    """Hidden layers of each Q MLP."""
+    critic_init_std: float = 0.1
+    """Weights initialised N(0, std^2), biases 0."""
+    polyak: float = 0.995
+    """Target nets: theta' <- polyak theta' + (1 - polyak) theta after every critic step."""
+    gamma: float = 0.99
+    """Discount per CHUNK transition (not per env step)."""
+    td_lambda: float = 0.0
+    """TD(lambda) mixing: 0 for dense rewards, 0.5 for sparse."""
+    bootstrap_actions: int = 2
+    """Fresh policy actions averaged in the bootstrap value (each min over target nets)."""
+    sparse_reward: bool = False
+    """Sparse task: balance success/failure in critic batches and clip targets."""
+    target_clip_max: float = 1.0
+    """With sparse_reward, TD targets are clipped to [0, target_clip_max] (max return)."""
+    reward_scale: str = 'ema_abs'
+    """'ema_abs': divide rewards by an EMA of mean |r| (dense tasks); 'none' (sparse)."""
+    reward_scale_decay: float = 0.99
+    """EMA decay of the reward scale, updated once per collected rollout."""
+
+    # --- replay ---------------------------------------------------------------------------
+    replay_rollouts: int = 20
+    """Rollout segments kept per env (ring buffer, oldest dropped)."""
+    new_data_fraction: float = 0.33
+    """Minimum share of each critic batch drawn from the newest rollout."""
+
+    # --- optimisation ---------------------------------------------------------------------
+    critic_steps: int = 512
+    """Critic gradient steps per iteration."""
+    critic_rounds: int = 4
+    """TD targets are recomputed (current targets and policy) at the start of each round."""
+    critic_batch_size: int = 1024
+    """Transitions per critic step."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    actor_steps: int = 32
+    """RLDT actor steps per iteration (after the warm-up iterations)."""
+    actor_batch_size: int = 256
+    """States per actor step (each with P particles and P query chains)."""
+    actor_lr: float = 2e-5
+    """Adam learning rate of v_theta."""
+    actor_lr_warmup_steps: int = 32
+    """Linear learning-rate warm-up of the actor over its first steps."""
+    max_grad_norm: float = 10.0
+    """Gradient clipping for actor and critic (0 disables it)."""
+    bootstrap_batch_size: int = 65536
+    """States per forward pass when computing bootstrap values (bounds memory)."""
+
+    # --- evaluation -----------------------------------------------------------------------
+    eval_every: int = 1
+    """Iterations between evaluations (0: only before and after)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (run in parallel)."""
+    eval_deterministic: bool = True
+    """Evaluate with x_0 = 0 (the headline number)."""
+    eval_stochastic: bool = False
+    """Also evaluate with x_0 ~ N(0, I)."""
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    checkpoint_every: int = 1
+    """Iterations between full-state checkpoints (the last iteration always writes one)."""
+
+    def __post_init__(self):
+        choices = {'transport': TRANSPORTS, 'reference': REFERENCES,
+                   'reward_scale': REWARD_SCALES, 'vectorization': VECTORIZATIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f'finetune.{name} must be one of {allowed}, '
+                                 f'got {getattr(self, name)!r}')
+        positive = ('iterations', 'num_envs', 'rollout_steps', 'particles', 'critic_ensemble',
+                    'critic_hidden_dim', 'critic_depth', 'bootstrap_actions', 'replay_rollouts',
+                    'critic_rounds', 'critic_batch_size', 'actor_batch_size',
+                    'bootstrap_batch_size', 'eval_episodes', 'checkpoint_every')
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f'finetune.{name} must be >= 1, got {getattr(self, name)}')
+        non_negative = ('warmup_iterations', 'critic_steps', 'actor_steps',
+                        'actor_lr_warmup_steps', 'eval_every', 'temperature', 'alpha_min',
+                        'consistency_weight', 'constraint_weight', 'max_grad_norm')
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f'finetune.{name} must be >= 0, got {getattr(self, name)}')
+        # Exploration picks k in {N-2, N-1}: a chain needs at least two steps.
+        if self.flow_steps < 2:
+            raise ValueError(f'finetune.flow_steps must be >= 2, got {self.flow_steps}')
+        # The bandwidth is a median over particles, and the repulsion needs neighbours.
+        if self.transport == 'rbf' and self.particles < 2:
+            raise ValueError(f'finetune.particles must be >= 2 for transport rbf, '
+                             f'got {self.particles}')
+        if self.alpha_max < self.alpha_min:
+            raise ValueError(f'finetune.alpha_max ({self.alpha_max}) must be >= alpha_min '
+                             f'({self.alpha_min})')
+        for name in ('polyak', 'reward_scale_decay'):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f'finetune.{name} must be in [0, 1), got {getattr(self, name)}')
+        for name in ('gamma', 'td_lambda'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f'finetune.{name} must be in [0, 1], got {getattr(self, name)}')
+        if not 0.0 < self.new_data_fraction <= 1.0:
+            raise ValueError(f'finetune.new_data_fraction must be in (0, 1], '
+                             f'got {self.new_data_fraction}')
+        if self.critic_init_std <= 0:
+            raise ValueError(f'finetune.critic_init_std must be > 0, got {self.critic_init_std}')
+        if self.target_clip_max <= 0:
+            raise ValueError(f'finetune.target_clip_max must be > 0, got {self.target_clip_max}')
+        for name in ('critic_lr', 'actor_lr'):
+            if getattr(self, name) <= 0:
+                raise ValueError(f'finetune.{name} must be > 0, got {getattr(self, name)}')
+        if 0 < self.critic_steps < self.critic_rounds:
+            raise ValueError(f'finetune.critic_rounds ({self.critic_rounds}) must be <= '
+                             f'critic_steps ({self.critic_steps})')
+        if not (self.eval_deterministic or self.eval_stochastic):
+            raise ValueError('finetune: at least one of eval_deterministic / eval_stochastic '
+                             'must be true (the run reports base and final returns)')

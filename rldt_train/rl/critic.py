@@ -1,0 +1,74 @@
+"""Critic ensemble Q(s, a) over the flattened executed chunk, with Polyak targets.
+
+All members run as one batched matmul per layer (weights stacked (E, in, out)), so an ensemble
+of 2 costs one kernel launch per layer on the GPU, not two. Inputs live in the policy's
+normalized spaces: obs standardized (B, D), chunk in [-1, 1] units (B, H, A).
+"""
+import copy
+import itertools
+
+import torch
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied to (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, ensemble: int, in_dim: int, out_dim: int, init_std: float):
+        super().__init__()
+        # ARCHITECTURE.md section 4: critic weights N(0, 0.1^2); zero biases.
+        self.weight = nn.Parameter(torch.randn(ensemble, in_dim, out_dim) * init_std)
+        self.bias = nn.Parameter(torch.zeros(ensemble, 1, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class QEnsemble(nn.Module):
+    """E MLPs Q_e(s, a); forward returns (E, B)."""
+
+    def __init__(self, obs_dim: int, chunk_dim: int, ensemble: int = 2, hidden_dim: int = 256,
+                 depth: int = 3, init_std: float = 0.1):
+        super().__init__()
+        self.ensemble = ensemble
+        dims = [obs_dim + chunk_dim] + [hidden_dim] * depth
+        self.hidden = nn.ModuleList(EnsembleLinear(ensemble, i, o, init_std)
+                                    for i, o in itertools.pairwise(dims))
+        self.out = EnsembleLinear(ensemble, hidden_dim, 1, init_std)
+
+    def forward(self, obs_n: torch.Tensor, chunk_n: torch.Tensor) -> torch.Tensor:
+        """obs_n (B, D), chunk_n (B, H, A) or (B, H*A) -> Q (E, B)."""
+        x = torch.cat([obs_n, chunk_n.reshape(chunk_n.shape[0], -1)], dim=-1)
+        x = x.unsqueeze(0).expand(self.ensemble, -1, -1)
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return self.out(x).squeeze(-1)
+
+
+def make_target(critic: QEnsemble) -> QEnsemble:
+    """Frozen copy for bootstrapping; updated only by `polyak_update`."""
+    target = copy.deepcopy(critic)
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, polyak: float) -> None:
+    """theta' <- polyak theta' + (1 - polyak) theta (in place, all parameters at once)."""
+    t_params = list(target.parameters())
+    o_params = list(online.parameters())
+    torch._foreach_mul_(t_params, polyak)
+    torch._foreach_add_(t_params, o_params, alpha=1.0 - polyak)
+
+
+def action_gradient(critic: QEnsemble, obs_n: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """grad_a of the ensemble-mean Q at a (B, H, A), per sample; detached result (B, H, A).
+
+    Summing Q over the batch before differentiating gives each sample its own gradient,
+    because sample b's Q depends only on a[b].
+    """
+    with torch.enable_grad():
+        a = a.detach().requires_grad_(True)
+        q = critic(obs_n.detach(), a).mean(0)
+        (grad,) = torch.autograd.grad(q.sum(), a)
+    return grad.detach()

@@ -1,0 +1,127 @@
+"""TD(lambda) targets, episode success marks, reward scaler, replay and critic ensemble."""
+import io
+
+import pytest
+import torch
+
+from rldt_train.rl.critic import QEnsemble
+from rldt_train.rl.critic import action_gradient
+from rldt_train.rl.critic import make_target
+from rldt_train.rl.critic import polyak_update
+from rldt_train.rl.replay import RolloutReplay
+from rldt_train.rl.td import RewardScaler
+from rldt_train.rl.td import episode_success
+from rldt_train.rl.td import td_lambda_targets
+
+# One env, five chunk steps: termination at t=1, truncation at t=3, segment ends at t=4.
+REWARDS = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+NEXT_V = torch.tensor([10.0, 20.0, 30.0, 40.0, 50.0])
+TERMINATED = torch.tensor([False, True, False, False, False])
+EPISODE_END = torch.tensor([False, True, False, True, False])
+
+
+@pytest.mark.parametrize('lam, expected', [
+    # G4 = 5 + .5*50 = 30 (segment end); G3 = 4 + .5*40 = 24 (truncation: bootstrap only);
+    # G2 = 3 + .5*((1-l)*30 + l*G3); G1 = 2 (terminal); G0 = 1 + .5*((1-l)*10 + l*G1).
+    (0.0, [6.0, 2.0, 18.0, 24.0, 30.0]),
+    (0.5, [4.0, 2.0, 16.5, 24.0, 30.0]),
+    (1.0, [2.0, 2.0, 15.0, 24.0, 30.0]),
+])
+def test_td_lambda_hand_made_segment(lam, expected):
+    targets = td_lambda_targets(REWARDS, NEXT_V, TERMINATED, EPISODE_END, 0.5, lam)
+    assert torch.allclose(targets, torch.tensor(expected))
+
+
+def test_td_lambda_batches_independently_over_trailing_dims():
+    rewards = torch.stack([REWARDS, torch.zeros(5)], dim=1)
+    next_v = torch.stack([NEXT_V, torch.ones(5)], dim=1)
+    term = torch.stack([TERMINATED, torch.zeros(5, dtype=torch.bool)], dim=1)
+    end = torch.stack([EPISODE_END, torch.zeros(5, dtype=torch.bool)], dim=1)
+    targets = td_lambda_targets(rewards, next_v, term, end, 0.5, 0.5)
+    assert torch.allclose(targets[:, 0], torch.tensor([4.0, 2.0, 16.5, 24.0, 30.0]))
+    # No ends: G4 = .5, G_t = .5 (.5 + .5 G_{t+1}).
+    g = [0.5]
+    for _ in range(4):
+        g.insert(0, 0.5 * (0.5 + 0.5 * g[0]))
+    assert torch.allclose(targets[:, 1], torch.tensor(g))
+
+
+def test_episode_success_marks_whole_episode_within_segment():
+    success = torch.tensor([False, False, True, False, False, False])
+    end = torch.tensor([False, False, False, True, False, False])
+    assert episode_success(success, end).tolist() == [True, True, True, True, False, False]
+
+
+def test_reward_scaler_ema_and_state():
+    scaler = RewardScaler(decay=0.5, enabled=True)
+    scaler.update(torch.tensor([-2.0, 2.0]))
+    assert scaler.scale == pytest.approx(2.0)
+    scaler.update(torch.tensor([4.0]))
+    assert scaler.scale == pytest.approx(3.0)
+    other = RewardScaler(decay=0.5, enabled=True)
+    other.load_state_dict(scaler.state_dict())
+    assert other.scale == scaler.scale
+    assert RewardScaler(decay=0.5, enabled=False).scale == 1.0
+
+
+def _segment(steps, envs, value):
+    return {'obs': torch.full((steps, envs, 3), value), 'chunk': torch.full((steps, envs, 2, 1),
+                                                                            value),
+            'reward': torch.full((steps, envs), value),
+            'next_obs': torch.full((steps, envs, 3), value),
+            'terminated': torch.zeros(steps, envs, dtype=torch.bool),
+            'episode_end': torch.zeros(steps, envs, dtype=torch.bool),
+            'success': torch.zeros(steps, envs, dtype=torch.bool)}
+
+
+def test_replay_ring_fresh_fraction_and_roundtrip():
+    replay = RolloutReplay(3, 4, 2, 3, (2, 1), torch.device('cpu'))
+    for value in range(5):
+        replay.add(_segment(4, 2, float(value)))
+    assert replay.filled == 3
+    # Slots hold segments 3, 4, 2; the newest is segment 4.
+    assert sorted(replay.view('reward')[:, 0, 0].tolist()) == [2.0, 3.0, 4.0]
+    idx = replay.sample(1000, 0.4, balance_success=False)
+    rewards = replay.view('reward').reshape(-1)[idx]
+    assert (rewards[:400] == 4.0).all()
+    assert set(rewards[400:].tolist()) == {2.0, 3.0, 4.0}
+    buffer = io.BytesIO()
+    torch.save(replay.state_dict(), buffer)
+    buffer.seek(0)
+    restored = RolloutReplay(3, 4, 2, 3, (2, 1), torch.device('cpu'))
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.ptr == replay.ptr and restored.count == replay.count
+    assert torch.equal(restored.view('obs'), replay.view('obs'))
+
+
+def test_replay_balances_success_and_failure():
+    replay = RolloutReplay(2, 10, 1, 3, (2, 1), torch.device('cpu'))
+    segment = _segment(10, 1, 0.0)
+    segment['success'][0, 0] = True
+    segment['episode_end'][0, 0] = True      # a one-step successful episode, nine failures
+    replay.add(segment)
+    torch.manual_seed(0)
+    idx = replay.sample(2000, 0.0, balance_success=True)
+    share = replay.view('success').reshape(-1)[idx].float().mean().item()
+    assert share == pytest.approx(0.5, abs=0.05)
+
+
+def test_critic_shapes_init_polyak_and_action_gradient():
+    torch.manual_seed(0)
+    critic = QEnsemble(5, 6, ensemble=2, hidden_dim=64, depth=2, init_std=0.1)
+    obs, chunk = torch.randn(7, 5), torch.randn(7, 3, 2)
+    assert critic(obs, chunk).shape == (2, 7)
+    assert critic.hidden[0].weight.std().item() == pytest.approx(0.1, rel=0.1)
+    # Members differ (independent init), so the min over targets is meaningful.
+    assert not torch.allclose(critic(obs, chunk)[0], critic(obs, chunk)[1])
+    target = make_target(critic)
+    before = target.out.weight.clone()
+    with torch.no_grad():
+        critic.out.weight.add_(1.0)
+    polyak_update(target, critic, 0.9)
+    assert torch.allclose(target.out.weight, before + 0.1)
+    grad = action_gradient(critic, obs, chunk)
+    for b in (0, 6):
+        a = chunk[b:b + 1].clone().requires_grad_(True)
+        critic(obs[b:b + 1], a).mean(0).sum().backward()
+        assert torch.allclose(grad[b:b + 1], a.grad, atol=1e-6)
