@@ -1,0 +1,30 @@
+"""Shared fixtures: a small trained-and-exported cube_push model, made once per session."""
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='session')
+def bc_checkpoint(tmp_path_factory):
+    """A tiny BC policy on 30 scripted demos (seconds on CPU; quality not needed)."""
+    from rldt_train.config import load_config
+    from rldt_train.data.collect import run_collect
+    from rldt_train.pretrain import run_pretrain
+    root = tmp_path_factory.mktemp('bc')
+    config = load_config('config/train/cube_push.yaml',
+                         ['collect.episodes=30', 'pretrain.steps=300', 'policy.hidden_dim=64',
+                          'pretrain.checkpoint_every=100'])
+    run_collect(config, root / 'demos.hdf5', progress=False)
+    summary = run_pretrain(config, root / 'demos.hdf5', root / 'run', progress=False)
+    return summary['policy']
+
+
+@pytest.fixture(scope='session')
+def exported_model(tmp_path_factory, bc_checkpoint):
+    from rldt_train.export import export_policy
+    return export_policy(bc_checkpoint, tmp_path_factory.mktemp('models') / 'tiny',
+                         task='cube_push')
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
