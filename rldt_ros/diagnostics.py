@@ -1,0 +1,51 @@
+"""Health summary of the policy node as plain data: rolling percentiles and the OK/WARN/ERROR rule.
+
+Kept out of the node so the rule that operators and tests rely on ("stopped -> ERROR") is
+readable in one place and testable without ROS. Levels match diagnostic_msgs/DiagnosticStatus.
+"""
+import collections
+
+import numpy as np
+
+OK = 0
+WARN = 1
+ERROR = 2
+
+
+class Window:
+    """The last `size` samples of a quantity (e.g. latency in ms) with p50/p99."""
+
+    def __init__(self, size: int = 1000):
+        self._values = collections.deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+
+    def percentiles(self) -> dict[str, float]:
+        if not self._values:
+            return {'p50': float('nan'), 'p99': float('nan')}
+        p50, p99 = np.percentile(np.fromiter(self._values, float), [50, 99])
+        return {'p50': float(p50), 'p99': float(p99)}
+
+
+def health(mode: str, ever_sent: bool, estop_reason: str | None, problems: list[str],
+           stale: list[str]) -> tuple[int, str]:
+    """(level, message) for /diagnostics.
+
+    ERROR: e-stop latched, an observation that cannot be built (missing joint, bad encoding), or
+    commands stopped after having run (the robot is no longer driven). WARN: holding the last
+    command, or not started yet. OK: commands flow.
+    """
+    if estop_reason is not None:
+        return ERROR, f'e-stop latched: {estop_reason}'
+    if problems:
+        return ERROR, '; '.join(problems)
+    if mode == 'stop':
+        why = f'stale observations: {", ".join(stale)}' if stale else 'no actions'
+        if ever_sent:
+            return ERROR, f'stopped ({why})'
+        return WARN, f'waiting ({why})'
+    if mode == 'hold':
+        why = f'stale: {", ".join(stale)}' if stale else 'action queue empty'
+        return WARN, f'holding last command ({why})'
+    return OK, 'running'

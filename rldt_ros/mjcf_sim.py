@@ -1,0 +1,79 @@
+"""Any MJCF file as a simulation the sim node can run: the task API without a task.
+
+The built-in tasks (rldt_ros.tasks) add rewards, success and resets with randomisation. A user's
+own robot model has none of that, yet should still run in the loop unchanged: every named
+1-DoF joint is published, every joint actuator takes position targets, episodes only count steps.
+"""
+import os
+
+os.environ.setdefault('MUJOCO_GL', 'egl')  # headless; must be set before mujoco is imported
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+_ONE_DOF = (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+
+
+class MjcfSim:
+    """Duck-types the task API used by the sim node (reset, step, joint_*, reward, render)."""
+
+    name = 'mjcf'
+
+    def __init__(self, path: str, control_rate_hz: float, max_episode_steps: int):
+        self.model = mujoco.MjModel.from_xml_path(path)
+        self.data = mujoco.MjData(self.model)
+        joints = [self.model.joint(i) for i in range(self.model.njnt)]
+        joints = [j for j in joints if j.name and self.model.jnt_type[j.id] in _ONE_DOF]
+        self.observed_joints = [j.name for j in joints]
+        self._qadr = np.array([j.qposadr[0] for j in joints], dtype=np.intp)
+        self._dadr = np.array([j.dofadr[0] for j in joints], dtype=np.intp)
+        self.actuated_joints = []
+        for i in range(self.model.nu):
+            if self.model.actuator_trntype[i] != mujoco.mjtTrn.mjTRN_JOINT:
+                raise ValueError(f'{path}: actuator {i} does not drive a joint; only joint '
+                                 'position actuators can take joint position commands')
+            self.actuated_joints.append(self.model.joint(self.model.actuator_trnid[i, 0]).name)
+        self.action_low = self.model.actuator_ctrlrange[:, 0].copy()
+        self.action_high = self.model.actuator_ctrlrange[:, 1].copy()
+        unlimited = ~self.model.actuator_ctrllimited.astype(bool)
+        self.action_low[unlimited], self.action_high[unlimited] = -np.inf, np.inf
+        self.control_rate_hz = float(control_rate_hz)
+        self.max_episode_steps = int(max_episode_steps)
+        self.cameras = [self.model.camera(i).name for i in range(self.model.ncam)]
+        self.state_dim = 2 * len(self.observed_joints)
+        self._substeps = max(1, round(1.0 / control_rate_hz / self.model.opt.timestep))
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+
+    def reset(self, seed: int | None = None) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, q_target: np.ndarray) -> None:
+        self.data.ctrl[:] = np.clip(q_target, self.action_low, self.action_high)
+        mujoco.mj_step(self.model, self.data, nstep=self._substeps)
+
+    def joint_positions(self) -> np.ndarray:
+        return self.data.qpos[self._qadr].copy()
+
+    def joint_velocities(self) -> np.ndarray:
+        return self.data.qvel[self._dadr].copy()
+
+    def reward(self) -> float:
+        return 0.0
+
+    def success(self) -> bool:
+        return False
+
+    def render(self, camera: str, height: int, width: int) -> np.ndarray:
+        renderer = self._renderers.get((height, width))
+        if renderer is None:
+            renderer = mujoco.Renderer(self.model, height, width)
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            self._renderers[(height, width)] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()

@@ -1,0 +1,282 @@
+"""MuJoCo simulation node: the robot's topics, backed by physics (ARCHITECTURE.md 5).
+
+Publishes `joint_states`, `<camera>/image_raw` + `<camera>/camera_info` and optionally `/clock`;
+takes position targets on `<controller>/commands` (Float64MultiArray, actuator order) and
+`<controller>/joint_trajectory` (JointTrajectory, by joint name), the ros2_control forward and
+trajectory controller conventions, so a policy node runs unchanged against this node,
+mujoco_ros2_control, gz_ros2_control or hardware. Episode results go to `~/episode` (JSON).
+All callbacks share one executor thread: MuJoCo data is not thread-safe.
+"""
+import json
+import math
+import sys
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange
+from rcl_interfaces.msg import IntegerRange
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock
+from rclpy.clock import ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile
+from rclpy.qos import ReliabilityPolicy
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import Image
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Header
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+# name: (default, description, range or None). All read-only: the world is built once.
+PARAMETERS = {
+    'task': ('cube_push', 'Built-in task (rldt_ros.tasks) to simulate; ignored if mjcf is set.',
+             None),
+    'mjcf': ('', 'Path of a plain MJCF file to simulate instead of a built-in task.', None),
+    'seed': (0, 'Seed of the first episode; episode k uses seed + k.', (0, 2**31 - 1)),
+    'control_rate_hz': (0.0, 'Physics steps per second of sim time; 0 = the task default.',
+                        (0.0, 1000.0)),
+    'max_episode_steps': (0, 'Episode length; 0 = the task default (unlimited for mjcf).',
+                          (0, 10**9)),
+    'real_time_factor': (1.0, 'Sim seconds per wall second (>1 runs faster; use /clock).',
+                         (0.01, 100.0)),
+    'publish_clock': (False, 'Publish /clock from sim time (for use_sim_time).', None),
+    'controller': ('forward_position_controller', 'Controller namespace of command topics.',
+                   None),
+    'cameras': (Parameter.Type.STRING_ARRAY, 'Cameras to render; unset = none.', None),
+    'image_height': (84, 'Rendered image height (px).', (1, 4096)),
+    'image_width': (84, 'Rendered image width (px).', (1, 4096)),
+    'camera_rate_hz': (10.0, 'Image publish rate (wall clock).', (0.1, 1000.0)),
+    'wait_for_command': (True, ('Start each run paused until the first command arrives, so '
+                                'episodes are not scored while the policy is still loading.'),
+                         None),
+    'auto_reset': (True, 'Start the next episode when one ends.', None),
+}
+
+
+def _descriptor(description: str, limits) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=description, read_only=True)
+    if isinstance(limits, tuple) and isinstance(limits[0], float):
+        d.floating_point_range = [FloatingPointRange(from_value=limits[0], to_value=limits[1])]
+    elif isinstance(limits, tuple):
+        d.integer_range = [IntegerRange(from_value=limits[0], to_value=limits[1], step=1)]
+    return d
+
+
+def make_world(task: str, mjcf: str, control_rate_hz: float, max_episode_steps: int):
+    """A built-in task by name, or any MJCF file wrapped by MjcfSim."""
+    if mjcf:
+        from rldt_ros.mjcf_sim import MjcfSim
+        return MjcfSim(mjcf, control_rate_hz or 50.0, max_episode_steps)
+    from rldt_ros.tasks import make_task
+    kw = {}
+    if control_rate_hz:
+        kw['control_rate_hz'] = control_rate_hz
+    if max_episode_steps:
+        kw['max_episode_steps'] = max_episode_steps
+    return make_task(task, **kw)
+
+
+class Trajectory:
+    """A JointTrajectory being followed: piecewise linear from the target held at receipt."""
+
+    def __init__(self, start: np.ndarray, times_s: list[float], points: list[np.ndarray]):
+        self.times_s = np.array([0.0] + times_s)
+        self.points = np.stack([start] + points)
+
+    def at(self, t_s: float) -> np.ndarray:
+        return np.array([np.interp(t_s, self.times_s, self.points[:, j])
+                         for j in range(self.points.shape[1])])
+
+
+class SimNode(Node):
+    """Steps a MuJoCo world at its control rate and speaks ros2_control's topics."""
+
+    def __init__(self, **kwargs):
+        super().__init__('sim_node', **kwargs)
+        p = {name: self.declare_parameter(name, default, _descriptor(desc, limits)).value
+             for name, (default, desc, limits) in PARAMETERS.items()}
+        self.world = make_world(p['task'], p['mjcf'], p['control_rate_hz'],
+                                p['max_episode_steps'])
+        cameras = p['cameras'] or []
+        unknown = sorted(set(cameras) - set(self.world.cameras))
+        if unknown:
+            raise ValueError(f'cameras {unknown} are not in the model; it has {self.world.cameras}')
+        self.cameras = cameras
+        self.image_size = (p['image_height'], p['image_width'])
+        self.period_s = 1.0 / self.world.control_rate_hz
+        self.seed = p['seed']
+        self.wait_for_command = p['wait_for_command']
+        self.auto_reset = p['auto_reset']
+        self.publish_clock = p['publish_clock']
+        names = self.world.observed_joints
+        self._act_index = np.array([names.index(j) for j in self.world.actuated_joints])
+        self.sim_time_ns = 0
+        self._trajectory_start_ns = 0
+        self.episode = -1
+        self._new_episode()
+
+        self.joint_pub = self.create_publisher(JointState, 'joint_states', RELIABLE)
+        self.clock_pub = self.create_publisher(ClockMsg, '/clock', 10) if self.publish_clock \
+            else None
+        self.episode_pub = self.create_publisher(String, '~/episode', RELIABLE)
+        self.image_pubs = {
+            c: (self.create_publisher(Image, f'{c}/image_raw', qos_profile_sensor_data),
+                self.create_publisher(CameraInfo, f'{c}/camera_info', qos_profile_sensor_data))
+            for c in cameras}
+        self.create_subscription(Float64MultiArray, f'{p["controller"]}/commands',
+                                 self._on_commands, RELIABLE)
+        self.create_subscription(JointTrajectory, f'{p["controller"]}/joint_trajectory',
+                                 self._on_trajectory, RELIABLE)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        # Wall-clock timers: this node is the source of sim time, it must not wait for it.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.period_s / p['real_time_factor'], self._on_step, clock=steady)
+        if cameras:
+            self.create_timer(1.0 / p['camera_rate_hz'], self._on_render, clock=steady)
+        self.get_logger().info(
+            f'{self.world.name}: {len(names)} joints, actuated {self.world.actuated_joints}, '
+            f'{self.world.control_rate_hz} Hz x {p["real_time_factor"]}, cameras {cameras}')
+
+    def _new_episode(self) -> None:
+        self.episode += 1
+        self.world.reset(seed=self.seed + self.episode)
+        self.target = self.world.joint_positions()[self._act_index]
+        self.trajectory: Trajectory | None = None
+        self.steps = 0
+        self.episode_return = 0.0
+        self.commanded = not self.wait_for_command
+
+    # ---- commands -------------------------------------------------------------------------
+
+    def _on_commands(self, msg: Float64MultiArray) -> None:
+        target = np.asarray(msg.data, dtype=np.float64)
+        if target.shape != self.target.shape or not np.all(np.isfinite(target)):
+            self.get_logger().warning(
+                f'ignored command: need {self.target.size} finite values in the order '
+                f'{self.world.actuated_joints}, got {list(msg.data)}', throttle_duration_sec=2.0)
+            return
+        self.target = target
+        self.trajectory = None
+        self.commanded = True
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        unknown = sorted(set(msg.joint_names) - set(self.world.actuated_joints))
+        if unknown or not msg.points:
+            self.get_logger().warning(f'ignored trajectory: unknown joints {unknown} or no '
+                                      'points', throttle_duration_sec=2.0)
+            return
+        index = [self.world.actuated_joints.index(j) for j in msg.joint_names]
+        points = []
+        for point in msg.points:
+            target = self.target.copy() if not points else points[-1].copy()
+            target[index] = point.positions
+            points.append(target)
+        if not all(np.all(np.isfinite(pt)) for pt in points):
+            self.get_logger().warning('ignored trajectory with non-finite positions',
+                                      throttle_duration_sec=2.0)
+            return
+        times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points]
+        self.trajectory = Trajectory(self.target.copy(), times, points)
+        self._trajectory_start_ns = self.sim_time_ns
+        self.commanded = True
+
+    # ---- simulation -----------------------------------------------------------------------
+
+    def _on_step(self) -> None:
+        if self.commanded:
+            if self.trajectory is not None:
+                elapsed_s = (self.sim_time_ns - self._trajectory_start_ns) * 1e-9 + self.period_s
+                self.target = self.trajectory.at(elapsed_s)
+            self.world.step(self.target)
+            self.sim_time_ns += round(self.period_s * 1e9)
+            self.steps += 1
+            self.episode_return += self.world.reward()
+        self._publish_state()
+        limit = self.world.max_episode_steps
+        if self.commanded and (self.world.success() or (limit and self.steps >= limit)):
+            self._end_episode()
+
+    def _end_episode(self) -> None:
+        result = {'episode': self.episode, 'seed': self.seed + self.episode, 'steps': self.steps,
+                  'return': self.episode_return, 'success': self.world.success(),
+                  'sim_time_s': self.sim_time_ns * 1e-9}
+        self.episode_pub.publish(String(data=json.dumps(result)))
+        self.get_logger().info(f'episode {json.dumps(result)}')
+        if self.auto_reset:
+            commanded = self.commanded
+            self._new_episode()
+            self.commanded = commanded  # the policy is already running: no need to wait again
+
+    def _stamp(self):
+        if self.publish_clock:
+            return Time(nanoseconds=self.sim_time_ns).to_msg()
+        return self.get_clock().now().to_msg()
+
+    def _publish_state(self) -> None:
+        header = Header(stamp=self._stamp())
+        if self.clock_pub is not None:
+            self.clock_pub.publish(ClockMsg(clock=header.stamp))
+        self.joint_pub.publish(JointState(
+            header=header, name=self.world.observed_joints,
+            position=self.world.joint_positions().tolist(),
+            velocity=self.world.joint_velocities().tolist()))
+
+    def _on_render(self) -> None:
+        height, width = self.image_size
+        header = Header(stamp=self._stamp())
+        for camera, (image_pub, info_pub) in self.image_pubs.items():
+            pixels = self.world.render(camera, height, width)
+            header.frame_id = camera
+            image_pub.publish(Image(header=header, height=height, width=width, encoding='rgb8',
+                                    is_bigendian=0, step=width * 3, data=pixels.tobytes()))
+            info_pub.publish(self._camera_info(camera, header))
+
+    def _camera_info(self, camera: str, header: Header) -> CameraInfo:
+        """Pinhole intrinsics from the MJCF vertical field of view (square pixels)."""
+        height, width = self.image_size
+        fovy = math.radians(float(self.world.model.camera(camera).fovy[0]))
+        f = 0.5 * height / math.tan(0.5 * fovy)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        return CameraInfo(header=header, height=height, width=width, distortion_model='plumb_bob',
+                          d=[0.0] * 5, k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
+                          r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                          p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+    def _on_reset(self, request, response):
+        self._new_episode()
+        response.success, response.message = True, f'episode {self.episode} started'
+        return response
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        try:
+            node = SimNode()
+        except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
+            print(f'sim_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
+            return 1
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.world.close()
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
