@@ -120,6 +120,8 @@ class PolicyNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__('policy_node', **kwargs)
+        # First, so destroy_node works even when startup fails below (threads start lazily).
+        self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='sampler')
         p = {name: self.declare_parameter(name, default, _descriptor(desc, limits, ro)).value
              for name, (default, desc, limits, ro) in PARAMETERS.items()}
         # Unset string arrays read as None (an empty YAML list has no type): treat as empty.
@@ -154,7 +156,6 @@ class PolicyNode(Node):
         self.filter = CommandFilter(card.action_low, card.action_high, p['max_delta_per_tick'])
         self.watchdog = Watchdog(p['starvation_grace_s'])
         self.estop = EStop()
-        self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='sampler')
         self._future = None
         self._future_tick = 0
         self._tick = 0

@@ -225,3 +225,4 @@ def test_bad_model_or_config_refuses_to_start(case, expected, tmp_path, procs, r
     record_property('exit_code', proc.returncode)
     record_property('reason', output(proc).strip().splitlines()[-1])
     assert 'cannot start' in output(proc) and expected in output(proc)
+    assert 'Traceback' not in output(proc)
