@@ -1,0 +1,234 @@
+"""Real-time loop benchmark: MuJoCo sim node + policy node over real DDS at 50 and 100 Hz.
+
+    bash scripts/loopback.sh .venv/bin/python bench/ros_latency.py [--model models/NAME]
+
+Per rate, in the same run: the sampler alone in this process (the baseline: what inference
+costs without ROS), then the full loop through `rldt-ros run loop` for --seconds: sampler time
+inside the node, observation-to-command latency (joint_states header stamp -> command publish,
+DDS included), achieved command rate and missed ticks, hold/stop ticks, CPU per node process.
+Prints a table and one JSON line. Without --model it builds a stand-in of a state policy's
+size (8 unrolled Euler steps of a 3x256 MLP) so the numbers do not depend on a trained model.
+Not a test: `make test` never runs it. Run it inside a loopback-only namespace (as above).
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rldt_ros.model_card import load_model_card  # noqa: E402
+from rldt_ros.model_card import write_model_card  # noqa: E402
+from rldt_ros.sampler import ChunkSampler  # noqa: E402
+from rldt_ros.tasks import make_task  # noqa: E402
+
+
+def build_standin(folder: Path, steps: int = 8, hidden: int = 256) -> Path:
+    """A flow-policy-shaped ONNX graph for cube_push with random weights (latency only)."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper
+    from onnx import numpy_helper
+
+    task = make_task('cube_push')
+    joints, d, h, a = task.observed_joints, task.state_dim, 4, len(task.actuated_joints)
+    rng = np.random.default_rng(0)
+    sizes = [h * a + 1 + d, hidden, hidden, h * a]
+    init = [numpy_helper.from_array(np.array(v, dtype=dt), name) for name, v, dt in (
+        ('flat', [-1, h * a], np.int64), ('shape3', [-1, h, a], np.int64),
+        ('zero', [0.0], np.float32), ('dt', [1.0 / steps], np.float32),
+        ('s0', [0], np.int64), ('s1', [1], np.int64), ('ax1', [1], np.int64),
+        ('mid', (task.action_low + task.action_high) / 2, np.float32),
+        ('half', (task.action_high - task.action_low) / 2, np.float32))]
+    for i in range(3):
+        w = rng.normal(0, 1 / np.sqrt(sizes[i]), (sizes[i], sizes[i + 1])).astype(np.float32)
+        init += [numpy_helper.from_array(w, f'w{i}'),
+                 numpy_helper.from_array(np.zeros(sizes[i + 1], np.float32), f'b{i}')]
+    nodes = [helper.make_node('Reshape', ['noise', 'flat'], ['x0']),
+             helper.make_node('Slice', ['obs_state', 's0', 's1', 'ax1'], ['col']),
+             helper.make_node('Mul', ['col', 'zero'], ['zcol'])]
+    for k in range(steps):
+        init.append(numpy_helper.from_array(np.array([k / steps], np.float32), f'tau{k}'))
+        nodes += [helper.make_node('Add', ['zcol', f'tau{k}'], [f't{k}']),
+                  helper.make_node('Concat', [f'x{k}', f't{k}', 'obs_state'], [f'in{k}'], axis=1)]
+        last = f'in{k}'
+        for i in range(3):
+            nodes.append(helper.make_node('Gemm', [last, f'w{i}', f'b{i}'], [f'h{k}_{i}']))
+            last = f'h{k}_{i}'
+            if i < 2:
+                nodes.append(helper.make_node('Relu', [last], [f'r{k}_{i}']))
+                last = f'r{k}_{i}'
+        nodes += [helper.make_node('Mul', [last, 'dt'], [f'v{k}']),
+                  helper.make_node('Add', [f'x{k}', f'v{k}'], [f'x{k + 1}'])]
+    nodes += [helper.make_node('Reshape', [f'x{steps}', 'shape3'], ['x_out']),
+              helper.make_node('Tanh', ['x_out'], ['squash']),
+              helper.make_node('Mul', ['squash', 'half'], ['scaled']),
+              helper.make_node('Add', ['scaled', 'mid'], ['actions'])]
+    graph = helper.make_graph(
+        nodes, 'standin_flow_policy',
+        [helper.make_tensor_value_info('obs_state', TensorProto.FLOAT, ['B', d]),
+         helper.make_tensor_value_info('noise', TensorProto.FLOAT, ['B', h, a])],
+        [helper.make_tensor_value_info('actions', TensorProto.FLOAT, ['B', h, a])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / 'policy.onnx')
+    write_model_card(folder, {
+        'name': 'standin', 'version': '0.0.0', 'task': 'cube_push',
+        'observation': {'state': {'joints': joints, 'fields': ['position', 'velocity'],
+                                  'dim': d}, 'cameras': []},
+        'action': {'dim': a, 'names': task.actuated_joints, 'units': 'rad',
+                   'low': task.action_low.tolist(), 'high': task.action_high.tolist(),
+                   'chunk_length': h, 'steps_per_chunk': 2, 'control_rate_hz': 20.0},
+        'sampler': {'steps': steps, 'method': 'euler', 'noise': 'gaussian'},
+        'files': {'policy.onnx': {}},
+        'provenance': {'built_by': 'bench/ros_latency.py (random weights)'},
+    })
+    return folder
+
+
+def sampler_alone(folder: Path, providers: str, runs: int = 2000) -> dict:
+    card = load_model_card(folder)
+    sampler = ChunkSampler(card, providers, intra_op_threads=1)
+    sampler.warmup(20)
+    obs = {'state': np.zeros(card.state_dim)}
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        sampler.sample(obs)
+        times.append((time.perf_counter() - start) * 1e3)
+    p50, p99 = np.percentile(times, [50, 99])
+    return {'p50': float(p50), 'p99': float(p99), 'provider': sampler.provider}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def node_pids(launcher: subprocess.Popen) -> dict[str, int]:
+    """Node processes started by `rldt-ros run`, by node name."""
+    pids = {}
+    children = Path(f'/proc/{launcher.pid}/task/{launcher.pid}/children').read_text().split()
+    for pid in children:
+        cmdline = Path(f'/proc/{pid}/cmdline').read_bytes().split(b'\0')
+        for name in ('policy_node', 'sim_node'):
+            if f'rldt_ros.{name}'.encode() in cmdline:
+                pids[name] = int(pid)
+    return pids
+
+
+def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domain: int) -> dict:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import Float64MultiArray
+    from std_msgs.msg import String
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node('bench_probe', context=context)
+    lock = threading.Lock()
+    commands, stats = [], []
+
+    def on_command(msg):
+        with lock:
+            commands.append(time.monotonic())
+
+    def on_stats(msg):
+        with lock:
+            stats.append(json.loads(msg.data))
+    node.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
+                             on_command, 10)
+    node.create_subscription(String, '/policy_node/stats', on_stats, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    launcher = subprocess.Popen(
+        [sys.executable, '-m', 'rldt_ros.cli', 'run', 'loop', '--model', str(folder),
+         '--domain-id', str(domain), '--', '-p', f'control_rate_hz:={rate_hz}',
+         '-p', 'max_episode_steps:=1000000000', '-p', f'providers:={providers}',
+         '-p', 'diagnostics_period_s:=0.5'],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(commands) < rate_hz:  # 1 s of commands
+            time.sleep(0.05)
+        if len(commands) < rate_hz:
+            raise RuntimeError(f'no command flow at {rate_hz} Hz within 30 s')
+        pids = node_pids(launcher)
+        cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
+        with lock:
+            n0, stats0 = len(commands), stats[-1]
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        cpu = {n: 100 * (cpu_seconds(p) - cpu0[n]) / elapsed for n, p in pids.items()}
+        time.sleep(0.6)  # one more stats report covering the window
+        with lock:
+            window = commands[n0:]
+            last = stats[-1]
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(timeout=10)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    gaps_ms = np.diff(window) * 1e3
+    return {
+        'rate_hz': rate_hz,
+        'achieved_hz': (len(window) - 1) / (window[-1] - window[0]),
+        'gap_ms_p99': float(np.percentile(gaps_ms, 99)),
+        'sampler_ms': last['sampler_ms'], 'obs_to_cmd_ms': last['obs_to_cmd_ms'],
+        'missed_ticks': last['missed_ticks'] - stats0['missed_ticks'],
+        'ticks': last['ticks'] - stats0['ticks'],
+        'held': last['held'] - stats0['held'], 'stopped': last['stopped'] - stats0['stopped'],
+        'skipped_actions': last['skipped_actions'] - stats0['skipped_actions'],
+        'cpu_percent': cpu, 'provider': last['provider'],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', help='model folder (default: a stand-in of realistic size)')
+    parser.add_argument('--rates', type=float, nargs='+', default=[50.0, 100.0])
+    parser.add_argument('--seconds', type=float, default=10.0, help='measured window per rate')
+    parser.add_argument('--providers', default='cpu')
+    parser.add_argument('--domain-id', type=int, default=77)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.model) if args.model else build_standin(Path(tmp) / 'standin')
+        alone = sampler_alone(folder, args.providers)
+        rows = [run_loop(folder, rate, args.seconds, args.providers, args.domain_id + i)
+                for i, rate in enumerate(args.rates)]
+    print(f'model {folder.name}, provider {alone["provider"]}, {os.cpu_count()} CPUs; '
+          f'sampler alone (baseline): p50 {alone["p50"]:.3f} ms, p99 {alone["p99"]:.3f} ms')
+    header = (f'{"rate Hz":>8} {"achieved":>9} {"gap p99 ms":>10} {"sampler p50/p99 ms":>19} '
+              f'{"obs->cmd p50/p99 ms":>20} {"missed":>7} {"held":>5} {"stop":>5} '
+              f'{"CPU policy %":>12} {"CPU sim %":>10}')
+    print(header)
+    print('-' * len(header))
+    for r in rows:
+        print(f'{r["rate_hz"]:8.0f} {r["achieved_hz"]:9.2f} {r["gap_ms_p99"]:10.2f} '
+              f'{r["sampler_ms"]["p50"]:9.3f}/{r["sampler_ms"]["p99"]:<9.3f} '
+              f'{r["obs_to_cmd_ms"]["p50"]:10.3f}/{r["obs_to_cmd_ms"]["p99"]:<9.3f} '
+              f'{r["missed_ticks"]:7d} {r["held"]:5d} {r["stopped"]:5d} '
+              f'{r["cpu_percent"].get("policy_node", float("nan")):12.1f} '
+              f'{r["cpu_percent"].get("sim_node", float("nan")):10.1f}')
+    print(json.dumps({'bench': 'ros_latency', 'cpus': os.cpu_count(), 'sampler_alone': alone,
+                      'loop': rows}))
+
+
+if __name__ == '__main__':
+    main()
