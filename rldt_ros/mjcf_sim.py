@@ -11,7 +11,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')  # headless; must be set before mujoco
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-_ONE_DOF = (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+_ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
 
 class MjcfSim:
@@ -23,13 +23,13 @@ class MjcfSim:
         self.model = mujoco.MjModel.from_xml_path(path)
         self.data = mujoco.MjData(self.model)
         joints = [self.model.joint(i) for i in range(self.model.njnt)]
-        joints = [j for j in joints if j.name and self.model.jnt_type[j.id] in _ONE_DOF]
+        joints = [j for j in joints if j.name and int(self.model.jnt_type[j.id]) in _ONE_DOF]
         self.observed_joints = [j.name for j in joints]
         self._qadr = np.array([j.qposadr[0] for j in joints], dtype=np.intp)
         self._dadr = np.array([j.dofadr[0] for j in joints], dtype=np.intp)
         self.actuated_joints = []
         for i in range(self.model.nu):
-            if self.model.actuator_trntype[i] != mujoco.mjtTrn.mjTRN_JOINT:
+            if int(self.model.actuator_trntype[i]) != int(mujoco.mjtTrn.mjTRN_JOINT):
                 raise ValueError(f'{path}: actuator {i} does not drive a joint; only joint '
                                  'position actuators can take joint position commands')
             self.actuated_joints.append(self.model.joint(self.model.actuator_trnid[i, 0]).name)

@@ -1,0 +1,35 @@
+"""The OK/WARN/ERROR rule of the policy node's /diagnostics, and rolling percentiles."""
+import math
+
+import numpy as np
+
+from rldt_ros import diagnostics
+
+
+def test_stopped_after_running_is_an_error_naming_the_stale_topic():
+    level, message = diagnostics.health('stop', True, None, [], ['front'])
+    assert level == diagnostics.ERROR and 'front' in message
+
+
+def test_not_started_yet_is_only_a_warning():
+    assert diagnostics.health('stop', False, None, [], ['state'])[0] == diagnostics.WARN
+
+
+def test_estop_and_observation_problems_are_errors_even_while_running():
+    assert diagnostics.health('run', True, 'operator', [], [])[0] == diagnostics.ERROR
+    level, message = diagnostics.health('run', True, None, ["lacks joint(s) ['elbow']"], [])
+    assert level == diagnostics.ERROR and 'elbow' in message
+
+
+def test_hold_warns_and_run_is_ok():
+    assert diagnostics.health('hold', True, None, [], [])[0] == diagnostics.WARN
+    assert diagnostics.health('run', True, None, [], []) == (diagnostics.OK, 'running')
+
+
+def test_window_percentiles_cover_the_last_samples_only():
+    w = diagnostics.Window(size=100)
+    assert math.isnan(w.percentiles()['p50'])
+    for v in range(1000):
+        w.add(float(v))
+    expected = np.percentile(np.arange(900, 1000), [50, 99])
+    assert [w.percentiles()['p50'], w.percentiles()['p99']] == list(expected)
