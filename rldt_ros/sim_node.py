@@ -198,9 +198,10 @@ class SimNode(Node):
                 elapsed_s = (self.sim_time_ns - self._trajectory_start_ns) * 1e-9 + self.period_s
                 self.target = self.trajectory.at(elapsed_s)
             self.world.step(self.target)
-            self.sim_time_ns += round(self.period_s * 1e9)
             self.steps += 1
             self.episode_return += self.world.reward()
+        # Sim time runs while waiting too: a policy on use_sim_time needs it to tick at all.
+        self.sim_time_ns += round(self.period_s * 1e9)
         self._publish_state()
         limit = self.world.max_episode_steps
         if self.commanded and (self.world.success() or (limit and self.steps >= limit)):

@@ -52,3 +52,23 @@ def test_closed_loop_commands_at_rate_finite_in_limits_and_episode_scored(
     assert values.shape[1] == 4 and np.all(np.isfinite(values))
     assert np.all(values >= low - 1e-9) and np.all(values <= high + 1e-9)
     assert np.any(np.isclose(values, high) | np.isclose(values, low)), 'limits never reached'
+
+
+def test_sim_time_loop_runs_faster_than_real_time(tmp_path, probe, procs):
+    folder = make_model(tmp_path / 'model', rate_hz=RATE_HZ)
+    episodes = probe.record(String, '/sim_node/episode')
+    commands = probe.record(Float64MultiArray, '/forward_position_controller/commands')
+    procs.start('run', 'loop', '--model', str(folder), '--', '-p', 'publish_clock:=true',
+                '-p', 'use_sim_time:=true', '-p', 'real_time_factor:=3.0',
+                '-p', 'max_episode_steps:=30')
+    probe.wait_for(lambda: len(episodes) >= 3, 30, 'three episodes on sim time')
+    with probe.lock:
+        t1, t2 = episodes[1][0], episodes[2][0]
+        wall_s = t2 - t1
+        n_commands = sum(1 for t, _ in commands if t1 < t <= t2)
+        results = [json.loads(m.data) for _, m in episodes[:3]]
+    assert all(r['steps'] == 30 for r in results)
+    sim_s = results[2]['sim_time_s'] - results[1]['sim_time_s']
+    assert sim_s == pytest.approx(30 / RATE_HZ)
+    assert sim_s / wall_s == pytest.approx(3.0, rel=0.15)
+    assert abs(n_commands - 30) <= 3, n_commands  # the policy ticks on /clock: 20 Hz sim time
