@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     # A node stopped by our signal ends with -SIGINT or 0: report the first real failure.
     codes = [c.returncode for c in children]
     failures = [c for c in codes if c not in (0, -signal.SIGINT, -signal.SIGTERM)]
-    return failures[0] if failures else code if code > 0 else 0
+    return failures[0] if failures else max(0, code)
 
 
 def check(args: argparse.Namespace) -> int:
