@@ -1,0 +1,93 @@
+"""Tiny end-to-end RLDT runs on Hopper-v5 (CPU): outputs, both switches, resume."""
+import pytest
+import torch
+
+from rldt_train.config import load_config
+from rldt_train.policy.flow_policy import FlowPolicy
+from rldt_train.policy.flow_policy import PolicyConfig
+from rldt_train.policy.flow_policy import load_policy
+from rldt_train.policy.flow_policy import save_policy
+from rldt_train.rl.finetune import POLICY_FILE
+from rldt_train.rl.finetune import STATE_FILE
+from rldt_train.rl.finetune import run_finetune
+
+SMOKE = 'config/train/smoke_hopper.yaml'
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds synchronisation (and on a busy 2-core
+    machine, spin-waiting), so these runs use one and restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def base(tmp_path_factory):
+    """A small BC policy (random chunks: the point is the plumbing, not the return)."""
+    torch.manual_seed(0)
+    obs, chunks = torch.randn(256, 11), torch.rand(256, 4, 3) * 2 - 1
+    policy = FlowPolicy(PolicyConfig(obs_dim=11, action_dim=3, horizon=4, hidden_dim=32,
+                                     depth=2, sampler_steps=4))
+    policy.fit_normalizers(obs, chunks)
+    optimizer = torch.optim.Adam(policy.parameters(), 1e-3)
+    for _ in range(10):
+        loss = policy.bc_loss(obs, chunks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp('base') / 'policy_bc.pt'
+    save_policy(path, policy)
+    return path
+
+
+def test_finetune_writes_outputs_and_resumes(tmp_path, base):
+    config = load_config(SMOKE, ['finetune.iterations=2'])
+    summary = run_finetune(config, tmp_path, base, progress=False)
+    assert {'base_return', 'final_return', 'env_steps'} <= set(summary)
+    assert 'base_success' not in summary          # Hopper has no success signal
+    for name in (STATE_FILE, POLICY_FILE, 'learning_curve.png', 'config.yaml'):
+        assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / 'tb').glob('events.out.tfevents.*'))
+    policy = load_policy(tmp_path / POLICY_FILE)
+    assert policy.config.sampler_steps == config.finetune.flow_steps
+    assert policy.sample(torch.zeros(1, 11), deterministic=True).shape == (1, 4, 3)
+    first = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert first['iteration'] == 2 and first['replay']['count'] == 2
+    # One warm-up iteration then one actor iteration of 2 steps.
+    assert first['actor_scheduler']['last_epoch'] == 2
+    base_weights = load_policy(base).state_dict()
+    assert any(not torch.equal(first['policy'][k], base_weights[k]) for k in base_weights)
+
+    resumed = run_finetune(load_config(SMOKE, ['finetune.iterations=3']), tmp_path, base,
+                           resume=True, progress=False)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert state['iteration'] == 3 and state['replay']['count'] == 3
+    assert state['actor_scheduler']['last_epoch'] == 4
+    assert len(state['history']['eval']) == 4     # base + one per iteration
+    assert resumed['env_steps'] > summary['env_steps']
+    assert resumed['base_return'] == summary['base_return']
+
+    with pytest.raises(ValueError, match='finetune.gamma'):
+        run_finetune(load_config(SMOKE, ['finetune.gamma=0.9']), tmp_path, base, resume=True,
+                     progress=False)
+
+
+def test_finetune_delta_with_pretrained_reference(tmp_path, base):
+    config = load_config(SMOKE, ['finetune.iterations=2', 'finetune.transport=delta',
+                                 'finetune.reference=pretrained', 'finetune.td_lambda=0.5',
+                                 'finetune.eval_stochastic=true'])
+    summary = run_finetune(config, tmp_path, base, progress=False)
+    assert summary['transport'] == 'delta' and summary['reference'] == 'pretrained'
+    assert 'final_return_stoch' in summary
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    # The frozen pretrained reference is the base, untouched by the actor steps.
+    assert all(torch.equal(state['reference'][k], state['base'][k]) for k in state['base'])
+    assert any(not torch.equal(state['policy'][k], state['base'][k]) for k in state['base'])
+
+
+def test_finetune_rejects_horizon_mismatch(tmp_path, base):
+    with pytest.raises(ValueError, match='horizon'):
+        run_finetune(load_config(SMOKE, ['policy.horizon=8']), tmp_path, base, progress=False)
