@@ -52,7 +52,7 @@ class ModelCard:
     cameras: tuple[CameraSpec, ...]
     action_dim: int
     action_names: tuple[str, ...]
-    action_units: str
+    action_units: tuple[str, ...]
     action_low: np.ndarray
     action_high: np.ndarray
     chunk_length: int
@@ -112,6 +112,16 @@ def _parse_cameras(items: Any) -> tuple[CameraSpec, ...]:
     return tuple(cameras)
 
 
+def _parse_units(units: Any, action_dim: int) -> tuple[str, ...]:
+    """One unit for all joints ('rad') or one per joint (['rad', 'rad', 'm'])."""
+    if isinstance(units, str):
+        return (units,) * action_dim
+    if not isinstance(units, list) or len(units) != action_dim:
+        raise ModelCardError(f'{CARD_FILE}: action.units must be a string or a list of '
+                             f'{action_dim} strings, got {units!r}')
+    return tuple(str(u) for u in units)
+
+
 def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
     """Validate a card's fields (not the files) and build a ModelCard."""
     folder = Path(folder)
@@ -154,7 +164,8 @@ def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
         task=str(_get(data, 'task')), state_joints=joints, state_fields=fields,
         state_dim=state_dim, cameras=_parse_cameras(data['observation'].get('cameras', [])),
         action_dim=action_dim, action_names=names,
-        action_units=str(data['action'].get('units', '')), action_low=low, action_high=high,
+        action_units=_parse_units(data['action'].get('units', ''), action_dim),
+        action_low=low, action_high=high,
         chunk_length=chunk_length, steps_per_chunk=steps_per_chunk, control_rate_hz=rate,
         sampler_steps=_positive_int(data, 'sampler.steps'), raw=data)
 

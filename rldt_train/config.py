@@ -36,6 +36,9 @@ class PolicySection:
     """Sinusoidal flow-time embedding size."""
     sampler_steps: int = 8
     """Euler steps N for sampling, fine-tuning and export."""
+    relative_actions: bool = False
+    """Model joint-position targets relative to the current joint positions (position-
+    controlled tasks only; the exported graph adds the positions back)."""
 
 
 @dataclass

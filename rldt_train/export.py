@@ -39,7 +39,7 @@ class ChunkGraph(nn.Module):
         ones = torch.ones_like(noise[:, 0, 0])  # (B,), keeps the batch dimension dynamic
         for k in range(self.steps):
             x = x + self.policy.velocity(x, ones * (k / self.steps), obs_n) / self.steps
-        return self.policy.unnormalize_actions(x)
+        return self.policy.unnormalize_actions(x, obs_state)
 
 
 def parity_error(onnx_path: Path, graph: ChunkGraph, obs_dim: int, batch: int = 4,

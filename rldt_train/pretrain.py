@@ -24,6 +24,7 @@ from rldt_train.data.hdf5_io import read_dataset
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import PolicyConfig
 from rldt_train.policy.flow_policy import save_policy
+from rldt_train.task_spec import task_spec
 
 STATE_FILE = 'checkpoints/pretrain_last.pt'
 POLICY_FILE = 'policy_bc.pt'
@@ -39,9 +40,16 @@ def resolve_device(name: str) -> torch.device:
 
 def policy_config(config: TrainConfig, obs_dim: int, action_dim: int) -> PolicyConfig:
     p = config.policy
+    index = None
+    if p.relative_actions:
+        index = task_spec(config.task).action_state_index
+        if index is None:
+            raise ValueError(f'policy.relative_actions is true but task {config.task} has no '
+                             'joint-position actions to be relative to')
     return PolicyConfig(obs_dim=obs_dim, action_dim=action_dim, horizon=p.horizon,
                         hidden_dim=p.hidden_dim, depth=p.depth, residual=p.residual,
-                        time_embed_dim=p.time_embed_dim, sampler_steps=p.sampler_steps)
+                        time_embed_dim=p.time_embed_dim, sampler_steps=p.sampler_steps,
+                        action_reference_index=index)
 
 
 def _rng_state() -> dict:

@@ -5,14 +5,15 @@ import pytest
 
 @pytest.fixture(scope='session')
 def bc_checkpoint(tmp_path_factory):
-    """A tiny BC policy on 30 scripted demos (seconds on CPU; quality not needed)."""
+    """A small BC policy on 150 scripted demos (seconds on CPU)."""
     from rldt_train.config import load_config
     from rldt_train.data.collect import run_collect
     from rldt_train.pretrain import run_pretrain
     root = tmp_path_factory.mktemp('bc')
     config = load_config('config/train/cube_push.yaml',
-                         ['collect.episodes=30', 'pretrain.steps=300', 'policy.hidden_dim=64',
-                          'pretrain.checkpoint_every=100'])
+                         ['collect.episodes=150', 'collect.noise_std=0.1', 'pretrain.steps=2000',
+                          'pretrain.eval_episodes=0',
+                          'pretrain.checkpoint_every=1000'])
     run_collect(config, root / 'demos.hdf5', progress=False)
     summary = run_pretrain(config, root / 'demos.hdf5', root / 'run', progress=False)
     return summary['policy']

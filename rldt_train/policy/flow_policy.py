@@ -32,6 +32,11 @@ class PolicyConfig:
         residual: residual pre-norm blocks instead of a plain MLP.
         time_embed_dim: size of the sinusoidal flow-time embedding (even).
         sampler_steps: Euler steps N used for sampling and export. Usually changed.
+        action_reference_index: for position-controlled robots, the indices in the state vector
+            of each commanded joint's current position. The network then models targets
+            relative to where the joints are (a - q), which needs far less precision than
+            absolute targets normalized over the whole joint range; the offset is added back
+            inside `unnormalize_actions` (and inside the exported graph). None: absolute.
     """
 
     obs_dim: int
@@ -42,6 +47,7 @@ class PolicyConfig:
     residual: bool = False
     time_embed_dim: int = 32
     sampler_steps: int = 8
+    action_reference_index: list[int] | None = None
 
     def __post_init__(self):
         for name in ('obs_dim', 'action_dim', 'horizon', 'hidden_dim', 'depth', 'sampler_steps'):
@@ -50,6 +56,12 @@ class PolicyConfig:
         if self.time_embed_dim < 2 or self.time_embed_dim % 2:
             raise ValueError(f'PolicyConfig.time_embed_dim must be even and >= 2, '
                              f'got {self.time_embed_dim}')
+        index = self.action_reference_index
+        if index is not None and (len(index) != self.action_dim or
+                                  not all(0 <= i < self.obs_dim for i in index)):
+            raise ValueError(f'PolicyConfig.action_reference_index must hold action_dim '
+                             f'({self.action_dim}) indices into the state (< {self.obs_dim}), '
+                             f'got {index}')
 
 
 class FlowPolicy(nn.Module):
@@ -60,24 +72,41 @@ class FlowPolicy(nn.Module):
         self.config = config
         self.obs_normalizer = Normalizer(config.obs_dim)
         self.action_normalizer = Normalizer(config.action_dim)
+        index = config.action_reference_index
+        self.register_buffer('reference_index', torch.tensor(index if index else [],
+                                                             dtype=torch.long),
+                             persistent=False)
         self.velocity_net = VelocityMLP(config.obs_dim, config.horizon, config.action_dim,
                                         config.hidden_dim, config.depth, config.residual,
                                         config.time_embed_dim)
 
     def fit_normalizers(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
-        """Observation mean/std and action min/max from the training data."""
+        """Observation mean/std and (relative) action min/max from the training data."""
         self.obs_normalizer.load_state_dict(Normalizer.from_data(obs, 'meanstd').state_dict())
         self.action_normalizer.load_state_dict(
-            Normalizer.from_data(actions, 'minmax').state_dict())
+            Normalizer.from_data(actions - self.action_reference(obs), 'minmax').state_dict())
+
+    def action_reference(self, obs: torch.Tensor | None) -> torch.Tensor | float:
+        """(B, 1, A) current joint positions for relative actions; 0 for absolute ones."""
+        if self.config.action_reference_index is None:
+            return 0.0
+        if obs is None:
+            raise ValueError('this policy predicts actions relative to the joint positions: '
+                             'pass the raw observation')
+        return obs[:, None, :].index_select(-1, self.reference_index)
 
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_normalizer.normalize(obs)
 
-    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.action_normalizer.normalize(actions)
+    def normalize_actions(self, actions: torch.Tensor, obs: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+        """Robot-unit chunks (B, H, A) -> the flow's space; obs (B, D) raw, for relative."""
+        return self.action_normalizer.normalize(actions - self.action_reference(obs))
 
-    def unnormalize_actions(self, actions_n: torch.Tensor) -> torch.Tensor:
-        return self.action_normalizer.unnormalize(actions_n)
+    def unnormalize_actions(self, actions_n: torch.Tensor, obs: torch.Tensor | None = None
+                            ) -> torch.Tensor:
+        """The flow's space -> robot-unit chunks; obs (B, D) raw, for relative actions."""
+        return self.action_normalizer.unnormalize(actions_n) + self.action_reference(obs)
 
     def velocity(self, x_n: torch.Tensor, tau: torch.Tensor, obs_n: torch.Tensor) -> torch.Tensor:
         """v_theta(x, tau, s) in normalized spaces: x (B, H, A), tau (B,), obs (B, D)."""
@@ -110,11 +139,11 @@ class FlowPolicy(nn.Module):
         else:
             x0 = noise
         final = self.chain(self.normalize_obs(obs), x0, steps)[-1]
-        return self.unnormalize_actions(final)
+        return self.unnormalize_actions(final, obs)
 
     def bc_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Flow-matching BC: tau ~ U[0,1], eps ~ N(0,I), ||v(x_tau, tau, s) - (a - eps)||^2."""
-        a = self.normalize_actions(actions)
+        a = self.normalize_actions(actions, obs)
         eps = torch.randn_like(a)
         tau = torch.rand(a.shape[0], device=a.device)
         x_tau = flow.interpolate(eps, a, tau)

@@ -107,3 +107,28 @@ def test_policy_config_rejects_bad_values():
         PolicyConfig(obs_dim=3, action_dim=2, horizon=0)
     with pytest.raises(ValueError, match='time_embed_dim'):
         PolicyConfig(obs_dim=3, action_dim=2, time_embed_dim=7)
+
+
+def test_relative_actions_add_current_joint_positions(tmp_path):
+    """Relative mode: the flow models a - q; robot-unit outputs are q + (unnormalized flow)."""
+    config = PolicyConfig(obs_dim=4, action_dim=2, horizon=3, hidden_dim=16,
+                          action_reference_index=[2, 0])
+    policy = FlowPolicy(config)
+    obs = torch.randn(64, 4)
+    actions = obs[:, None, [2, 0]] + 0.1 * torch.randn(64, 3, 2)
+    policy.fit_normalizers(obs, actions)
+    roundtrip = policy.unnormalize_actions(policy.normalize_actions(actions, obs), obs)
+    assert torch.allclose(roundtrip, actions, atol=1e-5)
+    shifted = obs.clone()
+    shifted[:, 2] += 1.0  # moving joint 2 by 1 moves the first action's offset by exactly 1
+    x = torch.zeros(64, 3, 2)
+    delta = policy.unnormalize_actions(x, shifted) - policy.unnormalize_actions(x, obs)
+    assert torch.allclose(delta[..., 0], torch.ones(64, 3)) and torch.all(delta[..., 1] == 0)
+    with pytest.raises(ValueError, match='relative'):
+        policy.unnormalize_actions(x)
+    save_policy(tmp_path / 'rel.pt', policy)
+    loaded = load_policy(tmp_path / 'rel.pt')
+    assert torch.allclose(loaded.sample(obs, deterministic=True),
+                          policy.sample(obs, deterministic=True))
+    with pytest.raises(ValueError, match='action_reference_index'):
+        PolicyConfig(obs_dim=4, action_dim=2, action_reference_index=[0, 9])
