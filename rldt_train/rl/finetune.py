@@ -233,29 +233,36 @@ def critic_targets(policy: FlowPolicy, critic_target: QEnsemble, replay: Rollout
     return time_first(targets).reshape(-1)
 
 
+def critic_step(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.optim.Optimizer,
+                obs_n: torch.Tensor, chunk_n: torch.Tensor, y: torch.Tensor,
+                cfg: FinetuneConfig) -> torch.Tensor:
+    """One MSE step of every ensemble member towards y (B,), then Polyak; returns Q (E, B)."""
+    q = critic(obs_n, chunk_n)                                            # (E, B)
+    loss = (q - y).pow(2).mean(1).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    polyak_update(critic_target, critic, cfg.polyak)
+    return q.detach()
+
+
 def train_critic(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.optim.Optimizer,
                  policy: FlowPolicy, replay: RolloutReplay, scale: float,
                  cfg: FinetuneConfig) -> dict:
-    """cfg.critic_steps MSE steps in cfg.critic_rounds rounds; Polyak after every step."""
+    """cfg.critic_steps steps in cfg.critic_rounds rounds; TD targets refreshed per round."""
     obs = replay.view('obs').flatten(0, 2)
     chunk = replay.view('chunk').flatten(0, 2)
     sums = torch.zeros(4, device=obs.device)                # loss, q, target, |td error|
-    rounds = np.array_split(np.arange(cfg.critic_steps), cfg.critic_rounds)
-    for round_steps in rounds:
+    for round_steps in np.array_split(np.arange(cfg.critic_steps), cfg.critic_rounds):
         targets = critic_targets(policy, critic_target, replay, scale, cfg)
         for _ in round_steps:
             idx = replay.sample(cfg.critic_batch_size, cfg.new_data_fraction, cfg.sparse_reward)
-            q = critic(obs[idx], chunk[idx])                              # (E, B)
             y = targets[idx]
-            loss = (q - y).pow(2).mean(1).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            polyak_update(critic_target, critic, cfg.polyak)
-            sums += torch.stack([loss.detach(), q.detach().mean(), y.mean(),
-                                 (q.detach() - y).abs().mean()])
+            q = critic_step(critic, critic_target, optimizer, obs[idx], chunk[idx], y, cfg)
+            sums += torch.stack([(q - y).pow(2).mean(1).sum(), q.mean(), y.mean(),
+                                 (q - y).abs().mean()])
     means = (sums / max(cfg.critic_steps, 1)).tolist()
     return dict(zip(('loss', 'q_mean', 'target_mean', 'td_error'), means))
 
@@ -307,6 +314,10 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     cfg = config.finetune
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
+    if device.type == 'cuda':
+        # TF32 matmuls: the MLPs here are far from needing full fp32 mantissas.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
     # ---- policy, reference, critic, optimizers ------------------------------------------
     base = load_policy(base_checkpoint, map_location=device).to(device)
