@@ -1,14 +1,19 @@
 """Tiny end-to-end RLDT runs on Hopper-v5 (CPU): outputs, both switches, resume."""
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
 from rldt_train.config import load_config
+from rldt_train.envs.chunk_wrapper import ActionChunkWrapper
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import PolicyConfig
 from rldt_train.policy.flow_policy import load_policy
 from rldt_train.policy.flow_policy import save_policy
 from rldt_train.rl.finetune import POLICY_FILE
+from rldt_train.rl.config import FinetuneConfig
 from rldt_train.rl.finetune import STATE_FILE
+from rldt_train.rl.finetune import collect_rollout
 from rldt_train.rl.finetune import run_finetune
 
 SMOKE = 'config/train/smoke_hopper.yaml'
@@ -91,3 +96,43 @@ def test_finetune_delta_with_pretrained_reference(tmp_path, base):
 def test_finetune_rejects_horizon_mismatch(tmp_path, base):
     with pytest.raises(ValueError, match='horizon'):
         run_finetune(load_config(SMOKE, ['policy.horizon=8']), tmp_path, base, progress=False)
+
+
+class CountingEnv(gym.Env):
+    """obs = steps taken; terminates (with success) after 3 steps, reward 1 per step."""
+
+    observation_space = gym.spaces.Box(-100.0, 100.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {'success': False}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t == 3
+        return np.array([float(self.t)], np.float32), 1.0, done, False, {'success': done}
+
+
+def test_collect_rollout_reads_final_obs_chunk_steps_and_success():
+    """Gymnasium 1.4 SAME_STEP autoreset: the ended episode's last obs and step info live in
+    info['final_obs'] / info['final_info']; the segment must store them, not the reset obs."""
+    venv = gym.vector.SyncVectorEnv([lambda: ActionChunkWrapper(CountingEnv(), 2)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs, _ = venv.reset(seed=0)
+    policy = FlowPolicy(PolicyConfig(obs_dim=1, action_dim=1, horizon=2, hidden_dim=8, depth=1,
+                                     time_embed_dim=4, sampler_steps=2))
+    config = FinetuneConfig(num_envs=1, rollout_steps=4, flow_steps=2)
+    tracker = {'return': np.zeros(1), 'length': np.zeros(1, int), 'env_steps': 0,
+               'finished': []}
+    low, high = torch.full((2, 1), -1.0), torch.full((2, 1), 1.0)
+    segment, _ = collect_rollout(venv, obs, policy, config, low, high, tracker)
+    # Chunks of 2 steps: t=0 runs steps 1-2, t=1 runs step 3 (terminal) only, then repeat.
+    assert segment['obs'][:, 0, 0].tolist() == [0.0, 2.0, 0.0, 2.0]
+    assert segment['next_obs'][:, 0, 0].tolist() == [2.0, 3.0, 2.0, 3.0]
+    assert segment['reward'][:, 0].tolist() == [2.0, 1.0, 2.0, 1.0]
+    assert segment['terminated'][:, 0].tolist() == [False, True, False, True]
+    assert segment['success'][:, 0].tolist() == [False, True, False, True]
+    assert tracker['env_steps'] == 6
+    assert tracker['finished'] == [(3.0, True), (3.0, True)]
