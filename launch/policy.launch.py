@@ -32,7 +32,11 @@ def generate_launch_description():
     config = PathJoinSubstitution([FindPackageShare('rldt_ros'), 'config'])
 
     arguments = [
-        DeclareLaunchArgument('model', description='Model folder (policy.onnx + policy.yaml).'),
+        DeclareLaunchArgument(
+            'model', default_value=PathJoinSubstitution([FindPackageShare('rldt_ros'), 'models',
+                                                         'cube_push']),
+            description='Model folder (policy.onnx + policy.yaml); default: the shipped '
+                        'cube_push model.'),
         DeclareLaunchArgument(
             'params_file', default_value=PathJoinSubstitution([config, 'policy.yaml']),
             description='ros__parameters YAML of the policy node.'),

@@ -21,15 +21,23 @@ NODES = {'loop': ('sim_node', 'policy_node'), 'policy': ('policy_node',), 'sim':
 DEFAULT_PARAMS = {'loop': 'policy_sim.yaml', 'policy': 'policy.yaml', 'sim': 'sim.yaml'}
 
 
-def config_dir() -> Path:
-    """config/ of a source checkout, of a pip install (share/rldt_ros) or of a ROS install."""
-    candidates = [Path(__file__).resolve().parents[1] / 'config',
-                  Path(sys.prefix) / 'share' / 'rldt_ros' / 'config']
+DEFAULT_MODEL = 'cube_push'
+
+
+def share_dir(name: str) -> Path:
+    """config/ or models/ of a source checkout, a pip install (share/rldt_ros) or a ROS
+    install."""
+    candidates = [Path(__file__).resolve().parents[1] / name,
+                  Path(sys.prefix) / 'share' / 'rldt_ros' / name]
     for path in candidates:
         if path.is_dir():
             return path
     from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory('rldt_ros')) / 'config'
+    return Path(get_package_share_directory('rldt_ros')) / name
+
+
+def config_dir() -> Path:
+    return share_dir('config')
 
 
 def node_commands(what: str, params: Path, model: str | None, ros_args: list[str]) -> list:
@@ -49,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if not params.is_file():
         print(f'rldt-ros: parameter file {params} not found', file=sys.stderr)
         return 2
+    if args.model is None and 'policy_node' in NODES[args.what]:
+        args.model = str(share_dir('models') / DEFAULT_MODEL)  # the shipped default model
     env = dict(os.environ)
     if args.domain_id is not None:
         env['ROS_DOMAIN_ID'] = str(args.domain_id)
@@ -128,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('what', choices=sorted(NODES), help='loop = sim + policy')
     r.add_argument('--params', help='ros__parameters YAML (default: config/'
                    'policy_sim.yaml for loop, policy.yaml for policy, sim.yaml for sim)')
-    r.add_argument('--model', help='model folder for the policy node (models/NAME)')
+    r.add_argument('--model', help='model folder for the policy node (default: the shipped '
+                   f'models/{DEFAULT_MODEL})')
     r.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID (default: inherited)')
     r.add_argument('--real-network', action='store_true',
                    help='allow DDS discovery beyond this computer (to reach a robot)')
