@@ -75,11 +75,12 @@ def main() -> None:
     obs_dim, action_dim = obs_np.shape[1], space.shape[-1]
     policy = FlowPolicy(policy_config(config, obs_dim, action_dim)).to(device)
     reference = FlowPolicy(policy.config).to(device).requires_grad_(False)
-    critic = QEnsemble(obs_dim, config.policy.horizon * action_dim, cfg.critic_ensemble,
-                       cfg.critic_hidden_dim, cfg.critic_depth, cfg.critic_init_std).to(device)
-    critic_target = make_target(critic)
     low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+    critic = QEnsemble(obs_dim, config.policy.horizon * action_dim, cfg.critic_ensemble,
+                       cfg.critic_hidden_dim, cfg.critic_depth, cfg.critic_init_std,
+                       policy.normalize_actions(low), policy.normalize_actions(high)).to(device)
+    critic_target = make_target(critic)
 
     # Collection: time a short segment with the real collect_rollout, report per chunk step.
     tracker = {'return': np.zeros(cfg.num_envs), 'length': np.zeros(cfg.num_envs, int),

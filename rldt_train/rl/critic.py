@@ -3,6 +3,12 @@
 All members run as one batched matmul per layer (weights stacked (E, in, out)), so an ensemble
 of 2 costs one kernel launch per layer on the GPU, not two. Inputs live in the policy's
 normalized spaces: obs standardized (B, D), chunk in [-1, 1] units (B, H, A).
+
+Q scores the EXECUTED chunk: with action bounds given, the chunk is clamped to them inside
+forward. The env clips what it runs, and the critic only ever sees clipped chunks in its data;
+without the clamp, bootstrap actions and actor particles outside the box read extrapolated Q,
+which the actor exploits (measured on Hopper: 42% of action components out of bounds, Q
+diverging). The clamp's zero gradient outside the box stops the pull there.
 """
 import copy
 import itertools
@@ -28,9 +34,16 @@ class QEnsemble(nn.Module):
     """E MLPs Q_e(s, a); forward returns (E, B)."""
 
     def __init__(self, obs_dim: int, chunk_dim: int, ensemble: int = 2, hidden_dim: int = 256,
-                 depth: int = 3, init_std: float = 0.1):
+                 depth: int = 3, init_std: float = 0.1, chunk_low: torch.Tensor | None = None,
+                 chunk_high: torch.Tensor | None = None):
         super().__init__()
         self.ensemble = ensemble
+        if (chunk_low is None) != (chunk_high is None):
+            raise ValueError('QEnsemble needs both chunk_low and chunk_high, or neither')
+        self.bounded = chunk_low is not None
+        if self.bounded:
+            self.register_buffer('chunk_low', chunk_low.reshape(1, chunk_dim).clone())
+            self.register_buffer('chunk_high', chunk_high.reshape(1, chunk_dim).clone())
         dims = [obs_dim + chunk_dim] + [hidden_dim] * depth
         self.hidden = nn.ModuleList(EnsembleLinear(ensemble, i, o, init_std)
                                     for i, o in itertools.pairwise(dims))
@@ -38,7 +51,10 @@ class QEnsemble(nn.Module):
 
     def forward(self, obs_n: torch.Tensor, chunk_n: torch.Tensor) -> torch.Tensor:
         """obs_n (B, D), chunk_n (B, H, A) or (B, H*A) -> Q (E, B)."""
-        x = torch.cat([obs_n, chunk_n.reshape(chunk_n.shape[0], -1)], dim=-1)
+        chunk = chunk_n.reshape(chunk_n.shape[0], -1)
+        if self.bounded:
+            chunk = torch.clamp(chunk, self.chunk_low, self.chunk_high)
+        x = torch.cat([obs_n, chunk], dim=-1)
         x = x.unsqueeze(0).expand(self.ensemble, -1, -1)
         for layer in self.hidden:
             x = torch.relu(layer(x))

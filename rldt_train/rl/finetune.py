@@ -23,6 +23,7 @@ from tqdm import tqdm
 from rldt_train.config import TrainConfig
 from rldt_train.config import config_to_dict
 from rldt_train.config import save_config
+from rldt_train.envs.registry import make_env
 from rldt_train.envs.registry import make_vector_env
 from rldt_train.evaluate import evaluate
 from rldt_train.evaluate import torch_policy
@@ -162,7 +163,8 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
            'episode_end': [], 'success': []}
     explore_scale = torch.zeros((), device=device)
     for _ in range(steps):
-        obs_n = policy.normalize_obs(torch.as_tensor(obs_np, dtype=torch.float32, device=device))
+        obs_raw = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
+        obs_n = policy.normalize_obs(obs_raw)
         chain = policy.chain(obs_n, policy.initial_noise(num_envs, device=device),
                              cfg.flow_steps)
         if cfg.explore:
@@ -170,7 +172,7 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
             explore_scale += scale.mean()
         else:
             a_n = chain[-1]
-        chunk = torch.clamp(policy.unnormalize_actions(a_n), action_low, action_high)
+        chunk = torch.clamp(policy.unnormalize_actions(a_n, obs_raw), action_low, action_high)
         next_np, reward, terminated, truncated, info = venv.step(chunk.cpu().numpy())
         done = terminated | truncated
         real_next = next_np.copy()
@@ -179,7 +181,7 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
         chunk_steps = _per_env(info, done, 'chunk_steps', policy.config.horizon)
         success = _per_env(info, done, 'success', False).astype(bool)
         seg['obs'].append(obs_n)
-        seg['chunk'].append(policy.normalize_actions(chunk))
+        seg['chunk'].append(policy.normalize_actions(chunk, obs_raw))
         seg['next_obs'].append(torch.as_tensor(real_next, dtype=torch.float32, device=device))
         for name, value in (('reward', reward), ('terminated', terminated),
                             ('episode_end', done), ('success', success)):
@@ -330,8 +332,14 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     policy = copy.deepcopy(base).requires_grad_(True)
     reference = copy.deepcopy(base) if cfg.reference == 'previous' else base
     horizon, action_dim, obs_dim = base.config.horizon, base.config.action_dim, base.config.obs_dim
+    bounds_env = make_env(config.task, horizon=horizon)                   # (H, A) chunk bounds
+    space = bounds_env.action_space
+    bounds_env.close()
+    action_low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+    action_high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
     critic = QEnsemble(obs_dim, horizon * action_dim, cfg.critic_ensemble, cfg.critic_hidden_dim,
-                       cfg.critic_depth, cfg.critic_init_std).to(device)
+                       cfg.critic_depth, cfg.critic_init_std, base.normalize_actions(action_low),
+                       base.normalize_actions(action_high)).to(device)
     critic_target = make_target(critic)
     actor_opt = torch.optim.Adam(policy.parameters(), lr=cfg.actor_lr)
     warmup = max(cfg.actor_lr_warmup_steps, 1)
@@ -374,9 +382,6 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
                            vectorization=cfg.vectorization)
     obs_np, reset_info = venv.reset(seed=config.seed + 7919 * start)
     has_success = 'success' in reset_info
-    space = venv.single_action_space
-    action_low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
-    action_high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
     tracker = {'return': np.zeros(cfg.num_envs), 'length': np.zeros(cfg.num_envs, int),
                'env_steps': 0, 'finished': []}
 

@@ -125,3 +125,18 @@ def test_critic_shapes_init_polyak_and_action_gradient():
         a = chunk[b:b + 1].clone().requires_grad_(True)
         critic(obs[b:b + 1], a).mean(0).sum().backward()
         assert torch.allclose(grad[b:b + 1], a.grad, atol=1e-6)
+
+
+def test_bounded_critic_scores_the_clipped_chunk_with_zero_gradient_outside():
+    torch.manual_seed(0)
+    low, high = -torch.ones(3, 2), torch.ones(3, 2)
+    critic = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2, chunk_low=low, chunk_high=high)
+    obs = torch.randn(4, 5)
+    chunk = torch.randn(4, 3, 2) * 3
+    assert torch.equal(critic(obs, chunk), critic(obs, chunk.clamp(-1, 1)))
+    grad = action_gradient(critic, obs, chunk)
+    outside = chunk.abs() > 1
+    assert outside.any() and (~outside).any()
+    assert torch.equal(grad[outside], torch.zeros_like(grad[outside]))
+    assert (grad[~outside] != 0).all()
+    assert set(critic.state_dict()) >= {'chunk_low', 'chunk_high'}
