@@ -136,3 +136,18 @@ def test_collect_rollout_reads_final_obs_chunk_steps_and_success():
     assert segment['success'][:, 0].tolist() == [False, True, False, True]
     assert tracker['env_steps'] == 6
     assert tracker['finished'] == [(3.0, True), (3.0, True)]
+
+
+def test_finetune_on_cube_push_reports_success(tmp_path):
+    """The built-in task reports success: the summary must carry base/final success rates."""
+    torch.manual_seed(0)
+    obs, chunks = torch.randn(128, 14), torch.rand(128, 4, 4) * 2 - 1
+    policy = FlowPolicy(PolicyConfig(obs_dim=14, action_dim=4, horizon=4, hidden_dim=32,
+                                     depth=2, sampler_steps=4))
+    policy.fit_normalizers(obs, chunks)
+    save_policy(tmp_path / 'base.pt', policy)
+    config = load_config('config/train/smoke_cube_push.yaml')
+    summary = run_finetune(config, tmp_path / 'run', tmp_path / 'base.pt', progress=False)
+    assert 0.0 <= summary['base_success'] <= 1.0 and 0.0 <= summary['final_success'] <= 1.0
+    state = torch.load(tmp_path / 'run' / STATE_FILE, weights_only=True)
+    assert state['replay']['count'] == 2
