@@ -78,8 +78,8 @@ def main() -> None:
     low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
     critic = QEnsemble(obs_dim, config.policy.horizon * action_dim, cfg.critic_ensemble,
-                       cfg.critic_hidden_dim, cfg.critic_depth, cfg.critic_init_std,
-                       policy.normalize_actions(low), policy.normalize_actions(high)).to(device)
+                       cfg.critic_hidden_dim, cfg.critic_depth, cfg.critic_init_std, low,
+                       high).to(device)
     critic_target = make_target(critic)
 
     # Collection: time a short segment with the real collect_rollout, report per chunk step.
@@ -124,8 +124,8 @@ def main() -> None:
     def critic_steps():
         for _ in range(steps):
             idx = replay.sample(cfg.critic_batch_size, cfg.new_data_fraction, cfg.sparse_reward)
-            critic_step(critic, critic_target, critic_opt, obs[idx], chunk[idx], targets[idx],
-                        cfg)
+            critic_step(critic, critic_target, critic_opt, policy.normalize_obs(obs[idx]),
+                        chunk[idx], targets[idx], cfg)
     critic_step_s = _timed(critic_steps, device, args.repeats) / steps
     actor_step_s = _timed(lambda: train_actor(policy, reference, critic, actor_opt, sched,
                                               replay, actor_cfg), device, args.repeats) / steps

@@ -1,17 +1,20 @@
 """Critic ensemble Q(s, a) over the flattened executed chunk, with Polyak targets.
 
 All members run as one batched matmul per layer (weights stacked (E, in, out)), so an ensemble
-of 2 costs one kernel launch per layer on the GPU, not two. Inputs live in the policy's
-normalized spaces: obs standardized (B, D), chunk in [-1, 1] units (B, H, A).
+of 2 costs one kernel launch per layer on the GPU, not two. Inputs: the policy's
+standardized observation (B, D) and the chunk in ROBOT units (B, H, A), so the critic does not
+depend on how the policy parameterizes actions (absolute, or relative to the joints).
 
-Q scores the EXECUTED chunk: with action bounds given, the chunk is clamped to them inside
-forward. The env clips what it runs, and the critic only ever sees clipped chunks in its data;
-without the clamp, bootstrap actions and actor particles outside the box read extrapolated Q,
-which the actor exploits (measured on Hopper: 42% of action components out of bounds, Q
-diverging). The clamp's zero gradient outside the box stops the pull there.
+Q scores the EXECUTED chunk: with action bounds given, the chunk is mapped to the box
+[-1, 1] and clamped there inside forward. The env clips what it runs, and the critic only ever
+sees clipped chunks in its data; without the clamp, bootstrap actions and actor particles
+outside the box read extrapolated Q, which the actor exploits (measured on Hopper: 42% of action
+components out of bounds, Q diverging). The clamp's zero gradient outside the box stops the
+pull there.
 """
 import copy
 import itertools
+from typing import Callable
 
 import torch
 from torch import nn
@@ -34,26 +37,32 @@ class QEnsemble(nn.Module):
     """E MLPs Q_e(s, a); forward returns (E, B)."""
 
     def __init__(self, obs_dim: int, chunk_dim: int, ensemble: int = 2, hidden_dim: int = 256,
-                 depth: int = 3, init_std: float = 0.1, chunk_low: torch.Tensor | None = None,
-                 chunk_high: torch.Tensor | None = None):
+                 depth: int = 3, init_std: float = 0.1, action_low: torch.Tensor | None = None,
+                 action_high: torch.Tensor | None = None):
         super().__init__()
         self.ensemble = ensemble
-        if (chunk_low is None) != (chunk_high is None):
-            raise ValueError('QEnsemble needs both chunk_low and chunk_high, or neither')
-        self.bounded = chunk_low is not None
+        if (action_low is None) != (action_high is None):
+            raise ValueError('QEnsemble needs both action_low and action_high, or neither')
+        self.bounded = action_low is not None
         if self.bounded:
-            self.register_buffer('chunk_low', chunk_low.reshape(1, chunk_dim).clone())
-            self.register_buffer('chunk_high', chunk_high.reshape(1, chunk_dim).clone())
+            low, high = action_low.reshape(1, chunk_dim), action_high.reshape(1, chunk_dim)
+            # The box map divides by the half-width: unbounded or empty ranges would give inf/NaN.
+            if not (torch.isfinite(low).all() and torch.isfinite(high).all()
+                    and (high > low).all()):
+                raise ValueError(f'QEnsemble action bounds must be finite with high > low, '
+                                 f'got low={action_low.tolist()} high={action_high.tolist()}')
+            self.register_buffer('box_center', (high + low) / 2)
+            self.register_buffer('box_half', (high - low) / 2)
         dims = [obs_dim + chunk_dim] + [hidden_dim] * depth
         self.hidden = nn.ModuleList(EnsembleLinear(ensemble, i, o, init_std)
                                     for i, o in itertools.pairwise(dims))
         self.out = EnsembleLinear(ensemble, hidden_dim, 1, init_std)
 
-    def forward(self, obs_n: torch.Tensor, chunk_n: torch.Tensor) -> torch.Tensor:
-        """obs_n (B, D), chunk_n (B, H, A) or (B, H*A) -> Q (E, B)."""
-        chunk = chunk_n.reshape(chunk_n.shape[0], -1)
+    def forward(self, obs_n: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+        """obs_n (B, D) standardized, chunk (B, H, A) or (B, H*A) robot units -> Q (E, B)."""
+        chunk = chunk.reshape(chunk.shape[0], -1)
         if self.bounded:
-            chunk = torch.clamp(chunk, self.chunk_low, self.chunk_high)
+            chunk = torch.clamp((chunk - self.box_center) / self.box_half, -1.0, 1.0)
         x = torch.cat([obs_n, chunk], dim=-1)
         x = x.unsqueeze(0).expand(self.ensemble, -1, -1)
         for layer in self.hidden:
@@ -77,14 +86,15 @@ def polyak_update(target: nn.Module, online: nn.Module, polyak: float) -> None:
     torch._foreach_add_(t_params, o_params, alpha=1.0 - polyak)
 
 
-def action_gradient(critic: QEnsemble, obs_n: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def action_gradient(q_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor
+                    ) -> torch.Tensor:
     """grad_a of the ensemble-mean Q at a (B, H, A), per sample; detached result (B, H, A).
 
-    Summing Q over the batch before differentiating gives each sample its own gradient,
-    because sample b's Q depends only on a[b].
+    q_fn maps a (in whatever space the caller differentiates in, e.g. the flow's normalized
+    space) to Q (E, B). Summing Q over the batch before differentiating gives each sample its
+    own gradient, because sample b's Q depends only on a[b].
     """
     with torch.enable_grad():
         a = a.detach().requires_grad_(True)
-        q = critic(obs_n.detach(), a).mean(0)
-        (grad,) = torch.autograd.grad(q.sum(), a)
+        (grad,) = torch.autograd.grad(q_fn(a).mean(0).sum(), a)
     return grad.detach()

@@ -151,11 +151,11 @@ def _plot_curve(history: dict, path: Path, title: str) -> None:
 def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneConfig,
                     action_low: torch.Tensor, action_high: torch.Tensor, tracker: dict
                     ) -> tuple[dict, np.ndarray]:
-    """One segment of cfg.rollout_steps chunk steps per env, stored normalized on device.
+    """One segment of cfg.rollout_steps chunk steps per env, stored on device in raw units.
 
-    Executed chunk = explore(chain) unnormalized and clipped to the action bounds; the critic
-    scores what really ran, so the stored chunk is the clipped one (re-normalized).
-    tracker carries running episode returns / lengths across iterations.
+    Executed chunk = explore(chain) unnormalized (relative actions: plus the joint positions)
+    and clipped to the action bounds; the critic scores what really ran, so the stored chunk is
+    the clipped one. tracker carries running episode returns / lengths across iterations.
     """
     steps, num_envs = cfg.rollout_steps, obs_np.shape[0]
     device = action_low.device
@@ -163,16 +163,15 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
            'episode_end': [], 'success': []}
     explore_scale = torch.zeros((), device=device)
     for _ in range(steps):
-        obs_raw = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
-        obs_n = policy.normalize_obs(obs_raw)
-        chain = policy.chain(obs_n, policy.initial_noise(num_envs, device=device),
-                             cfg.flow_steps)
+        obs = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
+        chain = policy.chain(policy.normalize_obs(obs),
+                             policy.initial_noise(num_envs, device=device), cfg.flow_steps)
         if cfg.explore:
             a_n, scale = explore(chain)
             explore_scale += scale.mean()
         else:
             a_n = chain[-1]
-        chunk = torch.clamp(policy.unnormalize_actions(a_n, obs_raw), action_low, action_high)
+        chunk = torch.clamp(policy.unnormalize_actions(a_n, obs), action_low, action_high)
         next_np, reward, terminated, truncated, info = venv.step(chunk.cpu().numpy())
         done = terminated | truncated
         real_next = next_np.copy()
@@ -180,8 +179,8 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
             real_next[i] = info['final_obs'][i]
         chunk_steps = _per_env(info, done, 'chunk_steps', policy.config.horizon)
         success = _per_env(info, done, 'success', False).astype(bool)
-        seg['obs'].append(obs_n)
-        seg['chunk'].append(policy.normalize_actions(chunk, obs_raw))
+        seg['obs'].append(obs)
+        seg['chunk'].append(chunk)
         seg['next_obs'].append(torch.as_tensor(real_next, dtype=torch.float32, device=device))
         for name, value in (('reward', reward), ('terminated', terminated),
                             ('episode_end', done), ('success', success)):
@@ -195,22 +194,22 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
             tracker['length'][i] = 0
         obs_np = next_np
     segment = {name: torch.stack(values) for name, values in seg.items()}
-    segment['next_obs'] = policy.normalize_obs(segment['next_obs'])
     segment['reward'] = segment['reward'].float()
     tracker['explore_scale'] = float(explore_scale) / steps
     return segment, obs_np
 
 
 @torch.no_grad()
-def bootstrap_values(policy: FlowPolicy, critic_target: QEnsemble, next_obs_n: torch.Tensor,
+def bootstrap_values(policy: FlowPolicy, critic_target: QEnsemble, next_obs: torch.Tensor,
                      cfg: FinetuneConfig) -> torch.Tensor:
-    """V(s') = mean over K fresh policy actions of min over target nets; (M, D) -> (M,)."""
+    """V(s') = mean over K fresh policy actions of min over target nets; raw (M, D) -> (M,)."""
     values = []
-    for obs in next_obs_n.split(cfg.bootstrap_batch_size):
+    for obs in next_obs.split(cfg.bootstrap_batch_size):
         rep = obs.repeat(cfg.bootstrap_actions, 1)                        # (K*m, D)
-        a = policy.chain(rep, policy.initial_noise(rep.shape[0], device=rep.device),
-                         cfg.flow_steps)[-1]
-        q_min = critic_target(rep, a).min(0).values                      # (K*m,)
+        rep_n = policy.normalize_obs(rep)
+        a_n = policy.chain(rep_n, policy.initial_noise(rep.shape[0], device=rep.device),
+                           cfg.flow_steps)[-1]
+        q_min = critic_target(rep_n, policy.unnormalize_actions(a_n, rep)).min(0).values
         values.append(q_min.view(cfg.bootstrap_actions, -1).mean(0))
     return torch.cat(values)
 
@@ -236,10 +235,13 @@ def critic_targets(policy: FlowPolicy, critic_target: QEnsemble, replay: Rollout
 
 
 def critic_step(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.optim.Optimizer,
-                obs_n: torch.Tensor, chunk_n: torch.Tensor, y: torch.Tensor,
+                obs_n: torch.Tensor, chunk: torch.Tensor, y: torch.Tensor,
                 cfg: FinetuneConfig) -> torch.Tensor:
-    """One MSE step of every ensemble member towards y (B,), then Polyak; returns Q (E, B)."""
-    q = critic(obs_n, chunk_n)                                            # (E, B)
+    """One MSE step of every ensemble member towards y (B,), then Polyak; returns Q (E, B).
+
+    obs_n: standardized states (B, D); chunk: executed chunks in robot units (B, H, A).
+    """
+    q = critic(obs_n, chunk)                                              # (E, B)
     loss = (q - y).pow(2).mean(1).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -262,7 +264,8 @@ def train_critic(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.o
         for _ in round_steps:
             idx = replay.sample(cfg.critic_batch_size, cfg.new_data_fraction, cfg.sparse_reward)
             y = targets[idx]
-            q = critic_step(critic, critic_target, optimizer, obs[idx], chunk[idx], y, cfg)
+            q = critic_step(critic, critic_target, optimizer, policy.normalize_obs(obs[idx]),
+                            chunk[idx], y, cfg)
             sums += torch.stack([(q - y).pow(2).mean(1).sum(), q.mean(), y.mean(),
                                  (q - y).abs().mean()])
     means = (sums / max(cfg.critic_steps, 1)).tolist()
@@ -337,9 +340,9 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     bounds_env.close()
     action_low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
     action_high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+    # The critic scores robot-unit chunks, so one fixed box serves absolute and relative actions.
     critic = QEnsemble(obs_dim, horizon * action_dim, cfg.critic_ensemble, cfg.critic_hidden_dim,
-                       cfg.critic_depth, cfg.critic_init_std, base.normalize_actions(action_low),
-                       base.normalize_actions(action_high)).to(device)
+                       cfg.critic_depth, cfg.critic_init_std, action_low, action_high).to(device)
     critic_target = make_target(critic)
     actor_opt = torch.optim.Adam(policy.parameters(), lr=cfg.actor_lr)
     warmup = max(cfg.actor_lr_warmup_steps, 1)

@@ -2,8 +2,9 @@
 
 Notation: flow time tau in [0, 1]; tau = 0 is Gaussian noise, tau = 1 is the action. A chain
 x_0 .. x_N comes from N Euler steps of v_theta; k indexes its states, tau = k / N, so
-N (1 - tau) = N - k. Everything here works in the policy's normalized spaces: obs_n (B, D),
-chunks (B, H, A). Kernels, bandwidths and alpha_eff are computed per state with batched tensor
+N (1 - tau) = N - k. The chain, a_dag, phi and the losses live in the policy's normalized
+action space (chunks (B, H, A)); the critic scores robot-unit chunks, so grad_a Q is taken
+through the policy's (affine) unnormalization. Kernels, bandwidths and alpha_eff are computed per state with batched tensor
 ops; particles of different states never meet.
 
 Order: Euler chain -> a_dag (expected target) -> bandwidth h -> phi (rbf or delta) ->
@@ -84,30 +85,36 @@ def rbf_field(x: torch.Tensor, a: torch.Tensor, grad_q: torch.Tensor, temperatur
 
 
 def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
-                obs_n: torch.Tensor, config: FinetuneConfig) -> dict[str, torch.Tensor]:
-    """RLDT actor losses for a batch of normalized states obs_n (B, D).
+                obs: torch.Tensor, config: FinetuneConfig) -> dict[str, torch.Tensor]:
+    """RLDT actor losses for a batch of raw states obs (B, D).
 
-    Each state gets P chains; their final actions are the particles, and each chain also
+    obs_rep below is the standardized state repeated per particle (B*P, D). Each state gets
+    P chains; their final actions are the particles, and each chain also
     supplies one query point x_k with its own k ~ U{0..N-1}. Returns 'loss' (to minimise),
     the terms 'rl', 'cons', 'fd', and detached diagnostics; 'v' is v_theta(x_k) (B*P, H, A)
     with 'k' (B*P,), kept so the caller can read d loss / d v per denoising step; 'x_k',
     'a_n', 'a_dag', 'phi' (B*P, H, A, detached) are the points the losses were built from.
     """
     steps, p = config.flow_steps, config.particles
-    batch = obs_n.shape[0]
-    obs_rep = obs_n.repeat_interleave(p, dim=0)                            # (B*P, D)
-    rows = torch.arange(batch * p, device=obs_n.device)
+    batch = obs.shape[0]
+    obs_raw = obs.repeat_interleave(p, dim=0)                              # (B*P, D)
+    obs_rep = policy.normalize_obs(obs_raw)
+    rows = torch.arange(batch * p, device=obs.device)
+
+    def q_fn(a_n: torch.Tensor) -> torch.Tensor:
+        """Q of a flow-space chunk: the critic sees it in robot units (relative actions too)."""
+        return critic(obs_rep, policy.unnormalize_actions(a_n, obs_raw))
 
     # Euler chain, no gradient: the chain is data, not a path for backprop.
     with torch.no_grad():
         x0 = torch.randn(batch * p, policy.config.horizon, policy.config.action_dim,
-                         device=obs_n.device)
+                         device=obs.device)
         chain = policy.chain(obs_rep, x0, steps)                           # (N+1, B*P, H, A)
     a_n = chain[-1]
 
     # Query points: k ~ U{0..N-1} per chain; v_theta here is the only thing with gradient.
-    k = torch.randint(0, steps, (batch * p,), device=obs_n.device)
-    tau = k.to(obs_n.dtype) / steps
+    k = torch.randint(0, steps, (batch * p,), device=obs.device)
+    tau = k.to(obs.dtype) / steps
     x_k = chain[k, rows]
     v = policy.velocity(x_k, tau, obs_rep)
     # Expected target a_dag = x_k + (1 - tau) v_theta(x_k, tau, s), no gradient.
@@ -116,7 +123,7 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     # Transport field phi(a_dag), detached (action_gradient returns detached gradients).
     stats: dict[str, torch.Tensor] = {}
     if config.transport == 'rbf':
-        grad_q = action_gradient(critic, obs_rep, a_n)
+        grad_q = action_gradient(q_fn, a_n)
         shape = (batch, p) + a_n.shape[1:]
         field = rbf_field(a_dag.reshape(shape), a_n.reshape(shape), grad_q.reshape(shape),
                           config.temperature, config.alpha_min, config.alpha_max)
@@ -128,19 +135,19 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
         stats['grad_q_norm'] = grad_q.flatten(1).norm(dim=-1).mean()
     else:
         # delta ablation: phi(x) = grad_a Q(s, x) at the query itself; no kernel, no repulsion.
-        phi = action_gradient(critic, obs_rep, a_dag)
+        phi = action_gradient(q_fn, a_dag)
         stats['grad_q_norm'] = phi.flatten(1).norm(dim=-1).mean()
     stats['phi_norm'] = phi.flatten(1).norm(dim=-1).mean()
 
     # Losses. N (1 - tau) = N - k, computed in integers so k = N-1 gives exactly 1.
-    n_minus_k = (steps - k).to(obs_n.dtype)
+    n_minus_k = (steps - k).to(obs.dtype)
     loss_rl = -((v * phi).flatten(1).sum(-1) / n_minus_k).mean()
     one_step = x_k + (1.0 - tau)[:, None, None] * v
     loss_cons = ((one_step - a_n).flatten(1).pow(2).sum(-1) / n_minus_k.pow(2)).mean()
 
     # Fisher constraint on the straight path to a_N with fresh noise and k' ~ U{0..N-1}.
-    k_fd = torch.randint(0, steps, (batch * p,), device=obs_n.device)
-    tau_fd = k_fd.to(obs_n.dtype) / steps
+    k_fd = torch.randint(0, steps, (batch * p,), device=obs.device)
+    tau_fd = k_fd.to(obs.dtype) / steps
     x_fd = flow.interpolate(torch.randn_like(a_n), a_n, tau_fd)
     with torch.no_grad():
         v_ref = reference.velocity(x_fd, tau_fd, obs_rep)
@@ -149,7 +156,7 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     loss = (loss_rl + config.consistency_weight * loss_cons
             + config.constraint_weight * loss_fd)
     with torch.no_grad():
-        stats['q_particles'] = critic(obs_rep, a_n).mean()
+        stats['q_particles'] = q_fn(a_n).mean()
     return {'loss': loss, 'rl': loss_rl, 'cons': loss_cons, 'fd': loss_fd, 'v': v, 'k': k,
             'x_k': x_k, 'a_n': a_n, 'a_dag': a_dag, 'phi': phi,
             **{name: value.detach() for name, value in stats.items()}}

@@ -110,13 +110,14 @@ def finetune_bandit(base: FlowPolicy, transport: str, seed: int = 1, iterations:
     actor_opt = torch.optim.Adam(policy.parameters(), actor_lr)
     obs_buf, act_buf, rew_buf = [], [], []
     for iteration in range(iterations):
+        # Collect as run_finetune does: raw states, executed actions in raw units.
         with torch.no_grad():
-            s = torch.rand(BATCH) * 2 - 1
-            obs_n = policy.normalize_obs(s[:, None])
-            a_n, _ = explore(policy.chain(obs_n, torch.randn(BATCH, 1, 2), N))
-            r = reward(s, policy.unnormalize_actions(a_n)[:, 0])
-        obs_buf = obs_buf[1 - window:] + [obs_n]
-        act_buf = act_buf[1 - window:] + [a_n]
+            s = torch.rand(BATCH, 1) * 2 - 1
+            a_n, _ = explore(policy.chain(policy.normalize_obs(s), torch.randn(BATCH, 1, 2), N))
+            a = policy.unnormalize_actions(a_n)
+            r = reward(s[:, 0], a[:, 0])
+        obs_buf = obs_buf[1 - window:] + [s]
+        act_buf = act_buf[1 - window:] + [a]
         rew_buf = rew_buf[1 - window:] + [r]
         obs, act, rew = torch.cat(obs_buf), torch.cat(act_buf), torch.cat(rew_buf)
         done = torch.ones(1, len(rew), dtype=torch.bool)
@@ -125,7 +126,8 @@ def finetune_bandit(base: FlowPolicy, transport: str, seed: int = 1, iterations:
                                    0.0)[0]
         for _ in range(critic_steps):
             idx = torch.randint(0, len(rew), (256,))
-            loss = (critic(obs[idx], act[idx]) - target[idx]).pow(2).mean(1).sum()
+            q = critic(policy.normalize_obs(obs[idx]), act[idx])
+            loss = (q - target[idx]).pow(2).mean(1).sum()
             critic_opt.zero_grad()
             loss.backward()
             critic_opt.step()

@@ -92,7 +92,9 @@ def test_delta_field_is_grad_q_at_the_query():
     obs = torch.randn(4, OBS_DIM)
     out = rldt_losses(policy, reference, critic, obs, config)
     obs_rep = obs.repeat_interleave(config.particles, dim=0)
-    assert torch.allclose(out['phi'], action_gradient(critic, obs_rep, out['a_dag']))
+    # Identity normalizers here: flow space == robot units, so phi is plain grad_a Q.
+    assert torch.allclose(out['phi'], action_gradient(lambda a: critic(obs_rep, a),
+                                                      out['a_dag']))
     assert 'repulsion_norm' not in out
 
 
@@ -149,3 +151,17 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match='new_data_fraction'):
         FinetuneConfig(new_data_fraction=0.0)
     assert replace(FinetuneConfig(), transport='delta', particles=1).particles == 1
+
+
+def test_critic_gradient_goes_through_the_action_unnormalization():
+    """Relative actions: the critic sees a_n * scale + shift + q(s); phi must be d Q / d a_n."""
+    policy, reference, critic, config = _setup('delta')
+    policy = FlowPolicy(replace(policy.config, action_reference_index=[0, 1]))
+    policy.action_normalizer.scale.fill_(0.5)
+    policy.action_normalizer.shift.fill_(0.1)
+    obs = torch.randn(3, OBS_DIM)
+    out = rldt_losses(policy, reference, critic, obs, config)
+    obs_rep = obs.repeat_interleave(config.particles, dim=0)
+    a_robot = (out['a_dag'] * 0.5 + 0.1 + obs_rep[:, None, :2]).requires_grad_(True)
+    critic(obs_rep, a_robot).mean(0).sum().backward()
+    assert torch.allclose(out['phi'], 0.5 * a_robot.grad, atol=1e-6)

@@ -120,7 +120,7 @@ def test_critic_shapes_init_polyak_and_action_gradient():
         critic.out.weight.add_(1.0)
     polyak_update(target, critic, 0.9)
     assert torch.allclose(target.out.weight, before + 0.1)
-    grad = action_gradient(critic, obs, chunk)
+    grad = action_gradient(lambda a: critic(obs, a), chunk)
     for b in (0, 6):
         a = chunk[b:b + 1].clone().requires_grad_(True)
         critic(obs[b:b + 1], a).mean(0).sum().backward()
@@ -129,14 +129,23 @@ def test_critic_shapes_init_polyak_and_action_gradient():
 
 def test_bounded_critic_scores_the_clipped_chunk_with_zero_gradient_outside():
     torch.manual_seed(0)
-    low, high = -torch.ones(3, 2), torch.ones(3, 2)
-    critic = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2, chunk_low=low, chunk_high=high)
+    low = torch.tensor([[-1.0, 0.0]] * 3)
+    high = torch.tensor([[1.0, 0.03]] * 3)
+    critic = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2, action_low=low,
+                       action_high=high)
     obs = torch.randn(4, 5)
-    chunk = torch.randn(4, 3, 2) * 3
-    assert torch.equal(critic(obs, chunk), critic(obs, chunk.clamp(-1, 1)))
-    grad = action_gradient(critic, obs, chunk)
-    outside = chunk.abs() > 1
+    chunk = torch.stack([torch.randn(4, 3) * 2, torch.rand(4, 3) * 0.06 - 0.015], dim=-1)
+    assert torch.equal(critic(obs, chunk), critic(obs, torch.clamp(chunk, low, high)))
+    grad = action_gradient(lambda a: critic(obs, a), chunk)
+    outside = (chunk < low) | (chunk > high)
     assert outside.any() and (~outside).any()
     assert torch.equal(grad[outside], torch.zeros_like(grad[outside]))
     assert (grad[~outside] != 0).all()
-    assert set(critic.state_dict()) >= {'chunk_low', 'chunk_high'}
+    # The box map sends each joint's range to [-1, 1], whatever its units.
+    unbounded = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2)
+    unbounded.load_state_dict({k: v for k, v in critic.state_dict().items()
+                               if not k.startswith('box_')})
+    assert torch.allclose(critic(obs, high[None].expand(4, 3, 2)),
+                          unbounded(obs, torch.ones(4, 3, 2)))
+    with pytest.raises(ValueError, match='finite'):
+        QEnsemble(5, 6, action_low=low, action_high=low)
