@@ -14,7 +14,7 @@ pull there.
 """
 import copy
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

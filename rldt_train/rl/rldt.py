@@ -4,8 +4,8 @@ Notation: flow time tau in [0, 1]; tau = 0 is Gaussian noise, tau = 1 is the act
 x_0 .. x_N comes from N Euler steps of v_theta; k indexes its states, tau = k / N, so
 N (1 - tau) = N - k. The chain, a_dag, phi and the losses live in the policy's normalized
 action space (chunks (B, H, A)); the critic scores robot-unit chunks, so grad_a Q is taken
-through the policy's (affine) unnormalization. Kernels, bandwidths and alpha_eff are computed per state with batched tensor
-ops; particles of different states never meet.
+through the policy's (affine) unnormalization. Kernels, bandwidths and alpha_eff are computed
+per state with batched tensor ops; particles of different states never meet.
 
 Order: Euler chain -> a_dag (expected target) -> bandwidth h -> phi (rbf or delta) ->
 L_rl, L_cons, L_fd -> total. Only v_theta at the sampled points carries gradient.
