@@ -78,8 +78,7 @@ def main() -> None:
     low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
     critic = QEnsemble(obs_dim, config.policy.horizon * action_dim, cfg.critic_ensemble,
-                       cfg.critic_hidden_dim, cfg.critic_depth, cfg.critic_init_std, low,
-                       high).to(device)
+                       cfg.critic_hidden_dim, cfg.critic_depth, cfg.critic_init_std).to(device)
     critic_target = make_target(critic)
 
     # Collection: time a short segment with the real collect_rollout, report per chunk step.
@@ -115,9 +114,10 @@ def main() -> None:
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     actor_opt = torch.optim.Adam(policy.parameters(), lr=cfg.actor_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(actor_opt, lambda s: 1.0)
-    targets = critic_targets(policy, critic_target, replay, 1.0, cfg)
-    targets_s = _timed(lambda: critic_targets(policy, critic_target, replay, 1.0, cfg), device,
-                       args.repeats)
+    box = (low, high)
+    targets = critic_targets(policy, critic_target, replay, 1.0, box, cfg)
+    targets_s = _timed(lambda: critic_targets(policy, critic_target, replay, 1.0, box, cfg),
+                       device, args.repeats)
     obs = replay.view('obs').flatten(0, 2)
     chunk = replay.view('chunk').flatten(0, 2)
 
@@ -128,7 +128,8 @@ def main() -> None:
                         chunk[idx], targets[idx], cfg)
     critic_step_s = _timed(critic_steps, device, args.repeats) / steps
     actor_step_s = _timed(lambda: train_actor(policy, reference, critic, actor_opt, sched,
-                                              replay, actor_cfg), device, args.repeats) / steps
+                                              replay, box, actor_cfg), device,
+                          args.repeats) / steps
     collect_s = collect_chunk_s * cfg.rollout_steps
     update_s = (cfg.critic_rounds * targets_s + cfg.critic_steps * critic_step_s
                 + cfg.actor_steps * actor_step_s)

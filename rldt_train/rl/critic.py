@@ -1,16 +1,17 @@
 """Critic ensemble Q(s, a) over the flattened executed chunk, with Polyak targets.
 
 All members run as one batched matmul per layer (weights stacked (E, in, out)), so an ensemble
-of 2 costs one kernel launch per layer on the GPU, not two. Inputs: the policy's
-standardized observation (B, D) and the chunk in ROBOT units (B, H, A), so the critic does not
-depend on how the policy parameterizes actions (absolute, or relative to the joints).
+of 2 costs one kernel launch per layer on the GPU, not two. Inputs: the policy's standardized
+observation (B, D) and the chunk in the policy's flow space (B, H, A): normalized, and relative
+to the joints for position-controlled tasks, where a joint's whole range would otherwise squash
+the small moves that matter into a sliver of the input.
 
-Q scores the EXECUTED chunk: with action bounds given, the chunk is mapped to the box
-[-1, 1] and clamped there inside forward. The env clips what it runs, and the critic only ever
-sees clipped chunks in its data; without the clamp, bootstrap actions and actor particles
-outside the box read extrapolated Q, which the actor exploits (measured on Hopper: 42% of action
-components out of bounds, Q diverging). The clamp's zero gradient outside the box stops the
-pull there.
+Q scores the EXECUTED chunk: given per-sample bounds (the action box mapped into the flow space
+for that state, see `flow_space_bounds`), the chunk is clamped to them inside forward. The env
+clips what it runs and the critic only ever sees clipped chunks in its data; without the clamp,
+bootstrap actions and actor particles outside the box read extrapolated Q, which the actor
+exploits (measured on Hopper: 42% of action components out of bounds, Q diverging). The clamp's
+zero gradient outside the box stops the pull there.
 """
 import copy
 import itertools
@@ -37,37 +38,37 @@ class QEnsemble(nn.Module):
     """E MLPs Q_e(s, a); forward returns (E, B)."""
 
     def __init__(self, obs_dim: int, chunk_dim: int, ensemble: int = 2, hidden_dim: int = 256,
-                 depth: int = 3, init_std: float = 0.1, action_low: torch.Tensor | None = None,
-                 action_high: torch.Tensor | None = None):
+                 depth: int = 3, init_std: float = 0.1):
         super().__init__()
         self.ensemble = ensemble
-        if (action_low is None) != (action_high is None):
-            raise ValueError('QEnsemble needs both action_low and action_high, or neither')
-        self.bounded = action_low is not None
-        if self.bounded:
-            low, high = action_low.reshape(1, chunk_dim), action_high.reshape(1, chunk_dim)
-            # The box map divides by the half-width: unbounded or empty ranges would give inf/NaN.
-            if not (torch.isfinite(low).all() and torch.isfinite(high).all()
-                    and (high > low).all()):
-                raise ValueError(f'QEnsemble action bounds must be finite with high > low, '
-                                 f'got low={action_low.tolist()} high={action_high.tolist()}')
-            self.register_buffer('box_center', (high + low) / 2)
-            self.register_buffer('box_half', (high - low) / 2)
         dims = [obs_dim + chunk_dim] + [hidden_dim] * depth
         self.hidden = nn.ModuleList(EnsembleLinear(ensemble, i, o, init_std)
                                     for i, o in itertools.pairwise(dims))
         self.out = EnsembleLinear(ensemble, hidden_dim, 1, init_std)
 
-    def forward(self, obs_n: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
-        """obs_n (B, D) standardized, chunk (B, H, A) or (B, H*A) robot units -> Q (E, B)."""
-        chunk = chunk.reshape(chunk.shape[0], -1)
-        if self.bounded:
-            chunk = torch.clamp((chunk - self.box_center) / self.box_half, -1.0, 1.0)
-        x = torch.cat([obs_n, chunk], dim=-1)
+    def forward(self, obs_n: torch.Tensor, chunk_n: torch.Tensor,
+                bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """obs_n (B, D), chunk_n (B, H, A) flow space, bounds (low, high) like chunk_n -> (E, B)."""
+        if bounds is not None:
+            chunk_n = torch.clamp(chunk_n, bounds[0], bounds[1])
+        x = torch.cat([obs_n, chunk_n.reshape(chunk_n.shape[0], -1)], dim=-1)
         x = x.unsqueeze(0).expand(self.ensemble, -1, -1)
         for layer in self.hidden:
             x = torch.relu(layer(x))
         return self.out(x).squeeze(-1)
+
+
+def flow_space_bounds(policy, action_low: torch.Tensor, action_high: torch.Tensor,
+                      obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The action box (H, A) in robot units -> per-sample bounds (B, H, A) in the flow space.
+
+    The policy's action map is affine with positive scale (plus the joint positions for
+    relative actions), so the box maps to a box; obs is the raw state (B, D).
+    """
+    batch = obs.shape[0]
+    low = policy.normalize_actions(action_low.expand(batch, *action_low.shape), obs)
+    high = policy.normalize_actions(action_high.expand(batch, *action_high.shape), obs)
+    return low, high
 
 
 def make_target(critic: QEnsemble) -> QEnsemble:

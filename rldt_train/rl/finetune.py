@@ -33,6 +33,7 @@ from rldt_train.policy.flow_policy import save_policy
 from rldt_train.pretrain import resolve_device
 from rldt_train.rl.config import FinetuneConfig
 from rldt_train.rl.critic import QEnsemble
+from rldt_train.rl.critic import flow_space_bounds
 from rldt_train.rl.critic import make_target
 from rldt_train.rl.critic import polyak_update
 from rldt_train.rl.replay import RolloutReplay
@@ -151,11 +152,12 @@ def _plot_curve(history: dict, path: Path, title: str) -> None:
 def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneConfig,
                     action_low: torch.Tensor, action_high: torch.Tensor, tracker: dict
                     ) -> tuple[dict, np.ndarray]:
-    """One segment of cfg.rollout_steps chunk steps per env, stored on device in raw units.
+    """One segment of cfg.rollout_steps chunk steps per env, stored on device.
 
     Executed chunk = explore(chain) unnormalized (relative actions: plus the joint positions)
     and clipped to the action bounds; the critic scores what really ran, so the stored chunk is
-    the clipped one. tracker carries running episode returns / lengths across iterations.
+    the clipped one, mapped back to the flow space. Observations are stored raw (relative
+    actions need the joint positions). tracker carries running episode returns / lengths.
     """
     steps, num_envs = cfg.rollout_steps, obs_np.shape[0]
     device = action_low.device
@@ -180,7 +182,7 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
         chunk_steps = _per_env(info, done, 'chunk_steps', policy.config.horizon)
         success = _per_env(info, done, 'success', False).astype(bool)
         seg['obs'].append(obs)
-        seg['chunk'].append(chunk)
+        seg['chunk'].append(policy.normalize_actions(chunk, obs))
         seg['next_obs'].append(torch.as_tensor(real_next, dtype=torch.float32, device=device))
         for name, value in (('reward', reward), ('terminated', terminated),
                             ('episode_end', done), ('success', success)):
@@ -201,7 +203,8 @@ def collect_rollout(venv, obs_np: np.ndarray, policy: FlowPolicy, cfg: FinetuneC
 
 @torch.no_grad()
 def bootstrap_values(policy: FlowPolicy, critic_target: QEnsemble, next_obs: torch.Tensor,
-                     cfg: FinetuneConfig) -> torch.Tensor:
+                     action_box: tuple[torch.Tensor, torch.Tensor], cfg: FinetuneConfig
+                     ) -> torch.Tensor:
     """V(s') = mean over K fresh policy actions of min over target nets; raw (M, D) -> (M,)."""
     values = []
     for obs in next_obs.split(cfg.bootstrap_batch_size):
@@ -209,19 +212,21 @@ def bootstrap_values(policy: FlowPolicy, critic_target: QEnsemble, next_obs: tor
         rep_n = policy.normalize_obs(rep)
         a_n = policy.chain(rep_n, policy.initial_noise(rep.shape[0], device=rep.device),
                            cfg.flow_steps)[-1]
-        q_min = critic_target(rep_n, policy.unnormalize_actions(a_n, rep)).min(0).values
+        bounds = flow_space_bounds(policy, *action_box, rep)
+        q_min = critic_target(rep_n, a_n, bounds).min(0).values          # (K*m,)
         values.append(q_min.view(cfg.bootstrap_actions, -1).mean(0))
     return torch.cat(values)
 
 
 @torch.no_grad()
 def critic_targets(policy: FlowPolicy, critic_target: QEnsemble, replay: RolloutReplay,
-                   scale: float, cfg: FinetuneConfig) -> torch.Tensor:
+                   scale: float, action_box: tuple[torch.Tensor, torch.Tensor],
+                   cfg: FinetuneConfig) -> torch.Tensor:
     """TD(lambda) targets for every stored transition, flat (S*T*E,)."""
     next_obs = replay.view('next_obs')
     lead = next_obs.shape[:3]                                             # (S, T, E)
     values = bootstrap_values(policy, critic_target, next_obs.reshape(-1, next_obs.shape[-1]),
-                              cfg).view(lead)
+                              action_box, cfg).view(lead)
 
     def time_first(x):
         return x.transpose(0, 1)                                          # (T, S, E)
@@ -235,13 +240,13 @@ def critic_targets(policy: FlowPolicy, critic_target: QEnsemble, replay: Rollout
 
 
 def critic_step(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.optim.Optimizer,
-                obs_n: torch.Tensor, chunk: torch.Tensor, y: torch.Tensor,
+                obs_n: torch.Tensor, chunk_n: torch.Tensor, y: torch.Tensor,
                 cfg: FinetuneConfig) -> torch.Tensor:
     """One MSE step of every ensemble member towards y (B,), then Polyak; returns Q (E, B).
 
-    obs_n: standardized states (B, D); chunk: executed chunks in robot units (B, H, A).
+    obs_n: standardized states (B, D); chunk_n: executed (clipped) chunks, flow space.
     """
-    q = critic(obs_n, chunk)                                              # (E, B)
+    q = critic(obs_n, chunk_n)                                            # (E, B)
     loss = (q - y).pow(2).mean(1).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -254,13 +259,13 @@ def critic_step(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.op
 
 def train_critic(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.optim.Optimizer,
                  policy: FlowPolicy, replay: RolloutReplay, scale: float,
-                 cfg: FinetuneConfig) -> dict:
+                 action_box: tuple[torch.Tensor, torch.Tensor], cfg: FinetuneConfig) -> dict:
     """cfg.critic_steps steps in cfg.critic_rounds rounds; TD targets refreshed per round."""
     obs = replay.view('obs').flatten(0, 2)
     chunk = replay.view('chunk').flatten(0, 2)
     sums = torch.zeros(4, device=obs.device)                # loss, q, target, |td error|
     for round_steps in np.array_split(np.arange(cfg.critic_steps), cfg.critic_rounds):
-        targets = critic_targets(policy, critic_target, replay, scale, cfg)
+        targets = critic_targets(policy, critic_target, replay, scale, action_box, cfg)
         for _ in round_steps:
             idx = replay.sample(cfg.critic_batch_size, cfg.new_data_fraction, cfg.sparse_reward)
             y = targets[idx]
@@ -274,7 +279,7 @@ def train_critic(critic: QEnsemble, critic_target: QEnsemble, optimizer: torch.o
 
 def train_actor(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
                 optimizer: torch.optim.Optimizer, scheduler, replay: RolloutReplay,
-                cfg: FinetuneConfig) -> dict:
+                action_box: tuple[torch.Tensor, torch.Tensor], cfg: FinetuneConfig) -> dict:
     """cfg.actor_steps RLDT steps on states drawn uniformly from the replay."""
     obs = replay.view('obs').flatten(0, 2)
     # Field terms that only the rbf transport has are absent for delta, and not logged.
@@ -286,7 +291,7 @@ def train_actor(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float('inf')
     for _ in range(cfg.actor_steps):
         idx = torch.randint(0, obs.shape[0], (cfg.actor_batch_size,), device=obs.device)
-        out = rldt_losses(policy, reference, critic, obs[idx], cfg)
+        out = rldt_losses(policy, reference, critic, obs[idx], cfg, action_box)
         out['v'].retain_grad()
         optimizer.zero_grad(set_to_none=True)
         out['loss'].backward()
@@ -340,9 +345,9 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     bounds_env.close()
     action_low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
     action_high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
-    # The critic scores robot-unit chunks, so one fixed box serves absolute and relative actions.
+    action_box = (action_low, action_high)
     critic = QEnsemble(obs_dim, horizon * action_dim, cfg.critic_ensemble, cfg.critic_hidden_dim,
-                       cfg.critic_depth, cfg.critic_init_std, action_low, action_high).to(device)
+                       cfg.critic_depth, cfg.critic_init_std).to(device)
     critic_target = make_target(critic)
     actor_opt = torch.optim.Adam(policy.parameters(), lr=cfg.actor_lr)
     warmup = max(cfg.actor_lr_warmup_steps, 1)
@@ -414,13 +419,13 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
         # ---- critic rounds ----------------------------------------------------------------
         t_update = time.perf_counter()
         critic_stats = train_critic(critic, critic_target, critic_opt, policy, replay,
-                                    scaler.scale, cfg)
+                                    scaler.scale, action_box, cfg)
 
         # ---- actor steps (after the critic-only warm-up) ----------------------------------
         actor_stats = None
         if iteration >= cfg.warmup_iterations and cfg.actor_steps > 0:
             actor_stats = train_actor(policy, reference, critic, actor_opt, actor_sched,
-                                      replay, cfg)
+                                      replay, action_box, cfg)
         # ---- reference update: `previous` copies v_theta after every iteration -----------
         if cfg.reference == 'previous':
             reference.load_state_dict(policy.state_dict())

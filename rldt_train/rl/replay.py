@@ -15,7 +15,7 @@ FIELDS = ('obs', 'chunk', 'reward', 'next_obs', 'terminated', 'episode_end', 'su
 class RolloutReplay:
     """Ring buffer of (T, E) rollout segments.
 
-    obs, next_obs: (C, T, E, D) float raw; chunk: (C, T, E, H, A) float (executed, robot units);
+    obs, next_obs: (C, T, E, D) float raw; chunk: (C, T, E, H, A) executed chunk, flow space;
     reward: (C, T, E) raw summed chunk reward; terminated, episode_end: (C, T, E) bool;
     success: (C, T, E) bool, True on every step of an episode that reached success.
     """

@@ -2,9 +2,9 @@
 
 Notation: flow time tau in [0, 1]; tau = 0 is Gaussian noise, tau = 1 is the action. A chain
 x_0 .. x_N comes from N Euler steps of v_theta; k indexes its states, tau = k / N, so
-N (1 - tau) = N - k. The chain, a_dag, phi and the losses live in the policy's normalized
-action space (chunks (B, H, A)); the critic scores robot-unit chunks, so grad_a Q is taken
-through the policy's (affine) unnormalization. Kernels, bandwidths and alpha_eff are computed
+N (1 - tau) = N - k. The chain, a_dag, phi, the losses and the critic's chunk input all live
+in the policy's flow space (normalized, relative for position-controlled tasks; chunks
+(B, H, A)); the critic clamps to the action box mapped into that space per state. Kernels, bandwidths and alpha_eff are computed
 per state with batched tensor ops; particles of different states never meet.
 
 Order: Euler chain -> a_dag (expected target) -> bandwidth h -> phi (rbf or delta) ->
@@ -19,6 +19,7 @@ from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.rl.config import FinetuneConfig
 from rldt_train.rl.critic import QEnsemble
 from rldt_train.rl.critic import action_gradient
+from rldt_train.rl.critic import flow_space_bounds
 
 # A bandwidth of exactly 0 (all particles on the query) would give 0/0 in the kernel; with this
 # floor the kernel is 1 and the repulsion (x - a_j) / h is 0, which is the right limit.
@@ -85,8 +86,12 @@ def rbf_field(x: torch.Tensor, a: torch.Tensor, grad_q: torch.Tensor, temperatur
 
 
 def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
-                obs: torch.Tensor, config: FinetuneConfig) -> dict[str, torch.Tensor]:
+                obs: torch.Tensor, config: FinetuneConfig,
+                action_box: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
     """RLDT actor losses for a batch of raw states obs (B, D).
+
+    action_box: (low, high) (H, A) robot units; Q then scores the chunk clipped to it.
 
     obs_rep below is the standardized state repeated per particle (B*P, D). Each state gets
     P chains; their final actions are the particles, and each chain also
@@ -101,9 +106,10 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     obs_rep = policy.normalize_obs(obs_raw)
     rows = torch.arange(batch * p, device=obs.device)
 
+    bounds = None if action_box is None else flow_space_bounds(policy, *action_box, obs_raw)
+
     def q_fn(a_n: torch.Tensor) -> torch.Tensor:
-        """Q of a flow-space chunk: the critic sees it in robot units (relative actions too)."""
-        return critic(obs_rep, policy.unnormalize_actions(a_n, obs_raw))
+        return critic(obs_rep, a_n, bounds)
 
     # Euler chain, no gradient: the chain is data, not a path for backprop.
     with torch.no_grad():

@@ -110,14 +110,13 @@ def finetune_bandit(base: FlowPolicy, transport: str, seed: int = 1, iterations:
     actor_opt = torch.optim.Adam(policy.parameters(), actor_lr)
     obs_buf, act_buf, rew_buf = [], [], []
     for iteration in range(iterations):
-        # Collect as run_finetune does: raw states, executed actions in raw units.
+        # Collect as run_finetune does: raw states, executed actions in the flow space.
         with torch.no_grad():
             s = torch.rand(BATCH, 1) * 2 - 1
             a_n, _ = explore(policy.chain(policy.normalize_obs(s), torch.randn(BATCH, 1, 2), N))
-            a = policy.unnormalize_actions(a_n)
-            r = reward(s[:, 0], a[:, 0])
+            r = reward(s[:, 0], policy.unnormalize_actions(a_n)[:, 0])
         obs_buf = obs_buf[1 - window:] + [s]
-        act_buf = act_buf[1 - window:] + [a]
+        act_buf = act_buf[1 - window:] + [a_n]
         rew_buf = rew_buf[1 - window:] + [r]
         obs, act, rew = torch.cat(obs_buf), torch.cat(act_buf), torch.cat(rew_buf)
         done = torch.ones(1, len(rew), dtype=torch.bool)

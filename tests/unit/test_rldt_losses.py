@@ -153,15 +153,14 @@ def test_config_rejects_bad_values():
     assert replace(FinetuneConfig(), transport='delta', particles=1).particles == 1
 
 
-def test_critic_gradient_goes_through_the_action_unnormalization():
-    """Relative actions: the critic sees a_n * scale + shift + q(s); phi must be d Q / d a_n."""
+def test_action_box_clamps_the_critic_input_per_state():
+    """With an action box, phi (delta) is grad Q of the chunk clamped to the per-state box."""
     policy, reference, critic, config = _setup('delta')
-    policy = FlowPolicy(replace(policy.config, action_reference_index=[0, 1]))
-    policy.action_normalizer.scale.fill_(0.5)
-    policy.action_normalizer.shift.fill_(0.1)
     obs = torch.randn(3, OBS_DIM)
-    out = rldt_losses(policy, reference, critic, obs, config)
+    box = (torch.full((H, A), -0.05), torch.full((H, A), 0.05))
+    torch.manual_seed(4)
+    out = rldt_losses(policy, reference, critic, obs, config, box)
     obs_rep = obs.repeat_interleave(config.particles, dim=0)
-    a_robot = (out['a_dag'] * 0.5 + 0.1 + obs_rep[:, None, :2]).requires_grad_(True)
-    critic(obs_rep, a_robot).mean(0).sum().backward()
-    assert torch.allclose(out['phi'], 0.5 * a_robot.grad, atol=1e-6)
+    expected = action_gradient(lambda a: critic(obs_rep, a.clamp(-0.05, 0.05)), out['a_dag'])
+    assert torch.allclose(out['phi'], expected)
+    assert (out['a_dag'].abs() > 0.05).any()

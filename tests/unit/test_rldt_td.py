@@ -4,8 +4,11 @@ import io
 import pytest
 import torch
 
+from rldt_train.policy.flow_policy import FlowPolicy
+from rldt_train.policy.flow_policy import PolicyConfig
 from rldt_train.rl.critic import QEnsemble
 from rldt_train.rl.critic import action_gradient
+from rldt_train.rl.critic import flow_space_bounds
 from rldt_train.rl.critic import make_target
 from rldt_train.rl.critic import polyak_update
 from rldt_train.rl.replay import RolloutReplay
@@ -127,25 +130,22 @@ def test_critic_shapes_init_polyak_and_action_gradient():
         assert torch.allclose(grad[b:b + 1], a.grad, atol=1e-6)
 
 
-def test_bounded_critic_scores_the_clipped_chunk_with_zero_gradient_outside():
+def test_critic_clamps_to_the_action_box_mapped_into_the_flow_space():
+    """Relative actions: box [low, high] in robot units -> (box - q(s) - shift) / scale."""
     torch.manual_seed(0)
-    low = torch.tensor([[-1.0, 0.0]] * 3)
-    high = torch.tensor([[1.0, 0.03]] * 3)
-    critic = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2, action_low=low,
-                       action_high=high)
-    obs = torch.randn(4, 5)
-    chunk = torch.stack([torch.randn(4, 3) * 2, torch.rand(4, 3) * 0.06 - 0.015], dim=-1)
-    assert torch.equal(critic(obs, chunk), critic(obs, torch.clamp(chunk, low, high)))
-    grad = action_gradient(lambda a: critic(obs, a), chunk)
-    outside = (chunk < low) | (chunk > high)
+    policy = FlowPolicy(PolicyConfig(obs_dim=5, action_dim=2, horizon=3, hidden_dim=8, depth=1,
+                                     time_embed_dim=4, action_reference_index=[0, 1]))
+    policy.action_normalizer.scale.copy_(torch.tensor([0.5, 0.01]))
+    low, high = torch.tensor([[-1.0, 0.0]] * 3), torch.tensor([[1.0, 0.03]] * 3)
+    obs = torch.randn(4, 5) * 0.1
+    bounds = flow_space_bounds(policy, low, high, obs)
+    assert torch.allclose(bounds[0], (low - obs[:, None, :2]) / torch.tensor([0.5, 0.01]))
+    critic = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2)
+    chunk = torch.randn(4, 3, 2) * 3
+    assert torch.equal(critic(obs, chunk, bounds),
+                       critic(obs, torch.clamp(chunk, bounds[0], bounds[1])))
+    grad = action_gradient(lambda a: critic(obs, a, bounds), chunk)
+    outside = (chunk < bounds[0]) | (chunk > bounds[1])
     assert outside.any() and (~outside).any()
     assert torch.equal(grad[outside], torch.zeros_like(grad[outside]))
     assert (grad[~outside] != 0).all()
-    # The box map sends each joint's range to [-1, 1], whatever its units.
-    unbounded = QEnsemble(5, 6, ensemble=2, hidden_dim=32, depth=2)
-    unbounded.load_state_dict({k: v for k, v in critic.state_dict().items()
-                               if not k.startswith('box_')})
-    assert torch.allclose(critic(obs, high[None].expand(4, 3, 2)),
-                          unbounded(obs, torch.ones(4, 3, 2)))
-    with pytest.raises(ValueError, match='finite'):
-        QEnsemble(5, 6, action_low=low, action_high=low)
