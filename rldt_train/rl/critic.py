@@ -48,7 +48,10 @@ class QEnsemble(nn.Module):
 
     def forward(self, obs_n: torch.Tensor, chunk_n: torch.Tensor,
                 bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """obs_n (B, D), chunk_n (B, H, A) flow space, bounds (low, high) like chunk_n -> (E, B)."""
+        """obs_n (B, D), chunk_n (B, H, A) flow space, bounds (low, high) like chunk_n.
+
+        Returns Q (E, B).
+        """
         if bounds is not None:
             chunk_n = torch.clamp(chunk_n, bounds[0], bounds[1])
         x = torch.cat([obs_n, chunk_n.reshape(chunk_n.shape[0], -1)], dim=-1)

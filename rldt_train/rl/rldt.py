@@ -4,8 +4,9 @@ Notation: flow time tau in [0, 1]; tau = 0 is Gaussian noise, tau = 1 is the act
 x_0 .. x_N comes from N Euler steps of v_theta; k indexes its states, tau = k / N, so
 N (1 - tau) = N - k. The chain, a_dag, phi, the losses and the critic's chunk input all live
 in the policy's flow space (normalized, relative for position-controlled tasks; chunks
-(B, H, A)); the critic clamps to the action box mapped into that space per state. Kernels, bandwidths and alpha_eff are computed
-per state with batched tensor ops; particles of different states never meet.
+(B, H, A)); the critic clamps to the action box mapped into that space per state. Kernels,
+bandwidths and alpha_eff are computed per state with batched tensor ops; particles of
+different states never meet.
 
 Order: Euler chain -> a_dag (expected target) -> bandwidth h -> phi (rbf or delta) ->
 L_rl, L_cons, L_fd -> total. Only v_theta at the sampled points carries gradient.
