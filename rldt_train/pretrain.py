@@ -30,6 +30,14 @@ STATE_FILE = 'checkpoints/pretrain_last.pt'
 POLICY_FILE = 'policy_bc.pt'
 
 
+def configure_torch(config: TrainConfig) -> torch.device:
+    """Apply the config's thread count and seed; return the run's device."""
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
+    torch.manual_seed(config.seed)
+    return resolve_device(config.device)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -79,8 +87,7 @@ def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / 'config.yaml')
     cfg = config.pretrain
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
+    device = configure_torch(config)
 
     episodes, env_args = read_dataset(dataset)
     obs_np, chunks_np = action_chunks(episodes, config.policy.horizon)

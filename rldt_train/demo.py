@@ -1,0 +1,257 @@
+"""`make demo`: demonstrations -> BC -> RLDT -> ONNX -> ROS 2 loop -> report, on cube_push.
+
+Every stage prints a progress bar; the end prints a table and writes `reports/demo/summary.md`
+with the learning curve, the latency histogram and a frame strip of both policies.
+"""
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+import numpy as np
+
+from rldt_train.config import load_config
+from rldt_train.config import save_config
+
+CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train' / 'cube_push.yaml'
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of each stage; `full` scales them up."""
+
+    overrides: list[str] = field(default_factory=list)
+    eval_episodes: int = 50
+    ros_episodes: int = 4
+    latency_runs: int = 500
+
+
+DEFAULT = DemoSettings()
+FULL = DemoSettings(overrides=['collect.episodes=400', 'pretrain.steps=10000',
+                               'finetune.iterations=60'],
+                    eval_episodes=200, ros_episodes=20, latency_runs=2000)
+
+
+def _stage(number: int, title: str) -> None:
+    print(f'\n[{number}/7] {title}', flush=True)
+
+
+def _frame_strip(model_dirs: dict[str, Path], path: Path, seed: int = 7,
+                 frames: int = 6) -> None:
+    """One rollout per model from the same start, `frames` snapshots of the front camera."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from rldt_ros.model_card import load_model_card
+    from rldt_ros.sampler import ChunkSampler
+    from rldt_ros.tasks import make_task
+    fig, axes = plt.subplots(len(model_dirs), frames, figsize=(2.2 * frames, 2.0 *
+                                                               len(model_dirs)), squeeze=False)
+    for row, (label, folder) in enumerate(model_dirs.items()):
+        card = load_model_card(folder)
+        sampler = ChunkSampler(card, providers='cpu', seed=seed)
+        task = make_task('cube_push')
+        task.reset(seed=seed)
+        shots, step, outcome = [], 0, 'timeout'
+        keep = set(np.linspace(0, task.max_episode_steps - 1, frames).astype(int))
+        while step < task.max_episode_steps:
+            chunk = sampler.sample({'state': task.state()})
+            for action in chunk[:card.steps_per_chunk]:
+                if step in keep:
+                    shots.append((step, task.render('front', 120, 160)))
+                task.step(action)
+                step += 1
+                if task.success():
+                    outcome = f'success at step {step}'
+                    break
+            if task.success():
+                break
+        shots.append((step, task.render('front', 120, 160)))
+        shots = shots[-frames:] if len(shots) > frames else shots
+        for col in range(frames):
+            ax = axes[row][col]
+            ax.axis('off')
+            if col < len(shots):
+                ax.imshow(shots[col][1])
+                ax.set_title(f't={shots[col][0]}', fontsize=8)
+        axes[row][0].text(-0.1, 0.5, f'{label}\n{outcome}', transform=axes[row][0].transAxes,
+                          ha='right', va='center', fontsize=9)
+        task.close()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches='tight')
+    plt.close(fig)
+
+
+def _latency(model_dir: Path, runs: int, path: Path, ros_stats: dict) -> dict:
+    """Sampler latency on this CPU (1 thread, as the node runs it) + histogram PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from rldt_ros.model_card import load_model_card
+    from rldt_ros.sampler import ChunkSampler
+    card = load_model_card(model_dir)
+    sampler = ChunkSampler(card, providers='cpu', intra_op_threads=1)
+    sampler.warmup(20)
+    obs = {'state': np.zeros(card.state_dim)}
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        sampler.sample(obs)
+        times[i] = (time.perf_counter() - t0) * 1e3
+    out = {'sampler_p50_ms': float(np.percentile(times, 50)),
+           'sampler_p99_ms': float(np.percentile(times, 99))}
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist(times, bins=60, color='tab:blue', alpha=0.8)
+    ax.axvline(out['sampler_p50_ms'], color='k', ls='--', label=f"p50 {out['sampler_p50_ms']:.2f}"
+               ' ms')
+    ax.axvline(out['sampler_p99_ms'], color='r', ls='--', label=f"p99 {out['sampler_p99_ms']:.2f}"
+               ' ms')
+    ros_p99 = ros_stats.get('obs_to_cmd_ms', {}).get('p99')
+    title = f'chunk sampler latency, {sampler.provider}, 1 thread ({runs} runs)'
+    if ros_p99 is not None:
+        title += f'\nROS loop obs->cmd p99: {ros_p99} ms'
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel('ms per chunk')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _ros_summary(result: dict) -> dict:
+    episodes = result['episodes']
+    stats = result.get('stats', {})
+    return {'episodes': len(episodes),
+            'success_rate': float(np.mean([e['success'] for e in episodes])),
+            'return_mean': float(np.mean([e['return'] for e in episodes])),
+            'obs_to_cmd_ms': stats.get('obs_to_cmd_ms', {}),
+            'sampler_ms': stats.get('sampler_ms', {}), 'provider': stats.get('provider'),
+            'wall_s': result['wall_s']}
+
+
+def _write_summary(out: Path, rows: dict, extra: dict) -> None:
+    lines = ['# rldt_ros demo: cube_push', '',
+             'Scripted (noisy) demonstrations -> flow-matching BC -> RLDT fine-tuning -> ONNX '
+             '-> ROS 2 loop (MuJoCo sim node + policy node).', '',
+             '| policy | sim success | sim return | ROS loop success | ROS loop return |',
+             '|---|---|---|---|---|']
+    for label, row in rows.items():
+        ros = row.get('ros') or {}
+        ros_cells = (f"{ros['success_rate']:.0%} ({ros['episodes']} ep)",
+                     f"{ros['return_mean']:.2f}") if ros else ('not run', 'not run')
+        lines.append(f"| {label} | {row['sim']['success_rate']:.0%} "
+                     f"({row['sim']['episodes']} ep) | {row['sim']['return_mean']:.2f} | "
+                     f'{ros_cells[0]} | {ros_cells[1]} |')
+    lines += ['', f"Expert demonstrations: success {extra['demo_success']:.0%} "
+              f"(noise on joint targets), {extra['demo_episodes']} episodes.", '',
+              f"Sampler on this CPU (1 thread): p50 {extra['latency']['sampler_p50_ms']:.2f} ms, "
+              f"p99 {extra['latency']['sampler_p99_ms']:.2f} ms per chunk.", '',
+              f"Wall time: {extra['wall_s']:.0f} s. Stage times: " +
+              ', '.join(f'{k} {v:.0f} s' for k, v in extra['stage_s'].items()) + '.', '',
+              '## Learning curve', '', '![learning curve](learning_curve.png)', '',
+              '## Latency', '', '![latency](latency_hist.png)', '',
+              '## Rollouts (same start, BC above, RLDT below)', '', '![frames](frames.png)', '',
+              'Models: `models/cube_push_bc/`, `models/cube_push_rldt/` (ONNX + model card). '
+              'Full numbers: `results.json`.']
+    (out / 'summary.md').write_text('\n'.join(lines) + '\n')
+
+
+def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
+             skip_ros: bool = False) -> dict:
+    from rldt_train.data.collect import run_collect
+    from rldt_train.evaluate import evaluate
+    from rldt_train.evaluate import onnx_policy
+    from rldt_train.export import export_policy
+    from rldt_train.pretrain import run_pretrain
+    from rldt_train.rl.finetune import run_finetune
+
+    settings = FULL if full else DEFAULT
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    work = out / 'work'
+    work.mkdir(parents=True)
+    config = load_config(CONFIG, settings.overrides)
+    save_config(config, out / 'config.yaml')
+    t_start = time.perf_counter()
+    stage_s: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        value = fn(*args, **kwargs)
+        stage_s[name] = time.perf_counter() - t0
+        return value
+
+    _stage(1, 'collect demonstrations (scripted expert + noise)')
+    demos = timed('collect', run_collect, config, work / 'demos.hdf5')
+    _stage(2, 'pretrain the flow-matching policy (behaviour cloning)')
+    bc = timed('pretrain', run_pretrain, config, work / 'demos.hdf5', work / 'pretrain')
+    _stage(3, 'fine-tune with RLDT in vectorized MuJoCo')
+    ft = timed('finetune', run_finetune, config, work / 'finetune', Path(bc['policy']))
+    if (work / 'finetune' / 'learning_curve.png').is_file():
+        shutil.copy2(work / 'finetune' / 'learning_curve.png', out / 'learning_curve.png')
+
+    _stage(4, 'export both policies to ONNX (parity-checked)')
+    models = {'BC': out / 'models' / 'cube_push_bc', 'RLDT': out / 'models' / 'cube_push_rldt'}
+    t0 = time.perf_counter()
+    export_policy(bc['policy'], models['BC'], task='cube_push', name='cube_push_bc',
+                  provenance={'stage': 'bc'})
+    export_policy(work / 'finetune' / 'policy_finetuned.pt', models['RLDT'], task='cube_push',
+                  name='cube_push_rldt', provenance={'stage': 'rldt'})
+    stage_s['export'] = time.perf_counter() - t0
+
+    _stage(5, f'evaluate the exported models in simulation ({settings.eval_episodes} episodes '
+              'each, same seeds)')
+    rows: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    for label, folder in models.items():
+        result = evaluate(onnx_policy(str(folder), seed=config.seed), 'cube_push',
+                          settings.eval_episodes, config.policy.horizon,
+                          seed=config.seed + 10_000, progress=True)
+        rows[label] = {'sim': result.as_dict()}
+    stage_s['evaluate'] = time.perf_counter() - t0
+
+    ros_stats: dict = {}
+    if skip_ros:
+        _stage(6, 'ROS 2 loop: skipped (--skip-ros)')
+    else:
+        from rldt_train.ros_loop import run_ros_loop
+        _stage(6, f'ROS 2 loop: sim node + policy node, {settings.ros_episodes} episodes per '
+                  'model (real time)')
+        t0 = time.perf_counter()
+        base_domain = 40 + os.getpid() % 100
+        for i, (label, folder) in enumerate(models.items()):
+            result = run_ros_loop(folder, settings.ros_episodes, domain_id=base_domain + i,
+                                  log_path=work / f'ros_loop_{label.lower()}.log')
+            rows[label]['ros'] = _ros_summary(result)
+            print(f"  {label}: {rows[label]['ros']['success_rate']:.0%} success over "
+                  f"{settings.ros_episodes} episodes", flush=True)
+            ros_stats = result.get('stats', {})
+        stage_s['ros_loop'] = time.perf_counter() - t0
+
+    _stage(7, 'report')
+    latency = _latency(models['RLDT'], settings.latency_runs, out / 'latency_hist.png',
+                       ros_stats)
+    _frame_strip(models, out / 'frames.png')
+    extra = {'demo_success': demos['success_rate'], 'demo_episodes': demos['episodes'],
+             'latency': latency, 'wall_s': time.perf_counter() - t_start, 'stage_s': stage_s}
+    _write_summary(out, rows, extra)
+    results = {'rows': rows, 'finetune': ft, 'pretrain': bc, 'collect': demos, **extra}
+    (out / 'results.json').write_text(json.dumps(results, indent=2, default=str))
+    summary = {'report': str(out / 'summary.md'),
+               'demo_success': demos['success_rate'],
+               'bc_sim_success': rows['BC']['sim']['success_rate'],
+               'rldt_sim_success': rows['RLDT']['sim']['success_rate'],
+               'bc_sim_return': rows['BC']['sim']['return_mean'],
+               'rldt_sim_return': rows['RLDT']['sim']['return_mean']}
+    if not skip_ros:
+        summary['bc_ros_success'] = rows['BC']['ros']['success_rate']
+        summary['rldt_ros_success'] = rows['RLDT']['ros']['success_rate']
+    summary['wall_s'] = extra['wall_s']
+    return summary
