@@ -30,7 +30,7 @@ from rldt_train.evaluate import torch_policy
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import load_policy
 from rldt_train.policy.flow_policy import save_policy
-from rldt_train.pretrain import resolve_device
+from rldt_train.pretrain import configure_torch
 from rldt_train.rl.config import FinetuneConfig
 from rldt_train.rl.critic import QEnsemble
 from rldt_train.rl.critic import flow_space_bounds
@@ -322,8 +322,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = config.finetune
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
+    device = configure_torch(config)
     if device.type == 'cuda':
         # TF32 matmuls: the MLPs here are far from needing full fp32 mantissas.
         torch.backends.cuda.matmul.allow_tf32 = True
