@@ -130,7 +130,8 @@ def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
     version = _get(data, 'format_version')
     if not isinstance(version, int) or version != FORMAT_VERSION:
         raise ModelCardError(f'{CARD_FILE}: format_version {version!r} is not supported by this '
-                             f'rldt_ros (supports {FORMAT_VERSION}); upgrade rldt_ros or re-export')
+                             f'rldt_ros (supports {FORMAT_VERSION}); upgrade rldt_ros or '
+                             're-export')
     joints = tuple(str(j) for j in _get(data, 'observation.state.joints'))
     fields = tuple(str(f) for f in _get(data, 'observation.state.fields'))
     state_dim = _positive_int(data, 'observation.state.dim')

@@ -11,7 +11,8 @@ import numpy as np
 
 
 def chunk_is_finite(chunk: np.ndarray) -> bool:
-    """A chunk with any NaN/inf is rejected whole: its finite entries came from the same bad pass."""
+    """A chunk with any NaN/inf is rejected whole: its finite entries came from the same bad
+    pass."""
     return bool(np.all(np.isfinite(chunk)))
 
 

@@ -110,7 +110,8 @@ class SimNode(Node):
         cameras = p['cameras'] or []
         unknown = sorted(set(cameras) - set(self.world.cameras))
         if unknown:
-            raise ValueError(f'cameras {unknown} are not in the model; it has {self.world.cameras}')
+            raise ValueError(f'cameras {unknown} are not in the model; it has '
+                             f'{self.world.cameras}')
         self.cameras = cameras
         self.image_size = (p['image_height'], p['image_width'])
         self.period_s = 1.0 / self.world.control_rate_hz

@@ -64,8 +64,8 @@ def _last_time(records) -> float:
 def _wait_silent(probe, records, quiet_s: float, timeout_s: float) -> float:
     """Waits until `records` got nothing for quiet_s; returns the time of its last message."""
     return probe.wait_for(
-        lambda: time.monotonic() - _last_time(records) > quiet_s and _last_time(records), timeout_s,
-        f'silence for {quiet_s} s') and _last_time(records)
+        lambda: time.monotonic() - _last_time(records) > quiet_s and _last_time(records),
+        timeout_s, f'silence for {quiet_s} s') and _last_time(records)
 
 
 def _wait_error(probe, timeout_s: float) -> str:
