@@ -4,12 +4,10 @@ The built-in tasks (rldt_ros.tasks) add rewards, success and resets with randomi
 own robot model has none of that, yet should still run in the loop unchanged: every named
 1-DoF joint is published, every joint actuator takes position targets, episodes only count steps.
 """
-import os
+import mujoco
+import numpy as np
 
-os.environ.setdefault('MUJOCO_GL', 'egl')  # headless; must be set before mujoco is imported
-
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+from rldt_ros.rendering import OffscreenCameras
 
 _ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
@@ -42,7 +40,7 @@ class MjcfSim:
         self.cameras = [self.model.camera(i).name for i in range(self.model.ncam)]
         self.state_dim = 2 * len(self.observed_joints)
         self._substeps = max(1, round(1.0 / control_rate_hz / self.model.opt.timestep))
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._cameras = OffscreenCameras(self.model)
 
     def reset(self, seed: int | None = None) -> None:
         mujoco.mj_resetData(self.model, self.data)
@@ -65,15 +63,7 @@ class MjcfSim:
         return False
 
     def render(self, camera: str, height: int, width: int) -> np.ndarray:
-        renderer = self._renderers.get((height, width))
-        if renderer is None:
-            renderer = mujoco.Renderer(self.model, height, width)
-            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-            self._renderers[(height, width)] = renderer
-        renderer.update_scene(self.data, camera=camera)
-        return renderer.render()
+        return self._cameras.render(self.data, camera, height, width)
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._cameras.close()

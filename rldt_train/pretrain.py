@@ -16,6 +16,9 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rldt_train.checkpoint_io import atomic_save
+from rldt_train.checkpoint_io import rng_state
+from rldt_train.checkpoint_io import set_rng_state
 from rldt_train.config import TrainConfig
 from rldt_train.config import config_to_dict
 from rldt_train.config import save_config
@@ -60,24 +63,10 @@ def policy_config(config: TrainConfig, obs_dim: int, action_dim: int) -> PolicyC
                         action_reference_index=index)
 
 
-def _rng_state() -> dict:
-    return {'torch': torch.get_rng_state(),
-            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'])
-    if torch.cuda.is_available() and state['cuda']:
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
 def _save_state(path: Path, step: int, policy, ema, optimizer, scheduler) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp')
-    torch.save({'step': step, 'policy': policy.state_dict(), 'ema': ema.state_dict(),
-                'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-                'rng': _rng_state()}, tmp)
-    tmp.replace(path)
+    atomic_save({'step': step, 'policy': policy.state_dict(), 'ema': ema.state_dict(),
+                 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+                 'rng': rng_state()}, path)
 
 
 def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
@@ -108,8 +97,9 @@ def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
         ema.load_state_dict(state['ema'])
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
-        _set_rng_state(state['rng'])
+        set_rng_state(state['rng'])
         start = state['step']
+        print(f'pretrain: resuming from step {start} ({state_path})', flush=True)
     writer = SummaryWriter(str(run_dir / 'tb'))
     if start == 0:
         writer.add_text('config', '```\n' + json.dumps(config_to_dict(config), indent=2) + '\n```')
@@ -148,5 +138,5 @@ def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
     with torch.no_grad():
         final_loss = float(np.mean([bc_policy.bc_loss(obs[:4096], chunks[:4096]).item()
                                     for _ in range(4)]))
-    return {'policy': str(run_dir / POLICY_FILE), 'steps': cfg.steps,
+    return {'policy': str(run_dir / POLICY_FILE), 'steps': cfg.steps, 'resumed_from': start,
             'samples': int(len(obs)), 'episodes': len(episodes), 'final_bc_loss': final_loss}

@@ -4,15 +4,12 @@ Pure numpy + mujoco, because the robot-side sim node runs it (no torch, no gymna
 The cube moves on its own named joints (cube_x, cube_y, cube_yaw), so its pose reaches a policy
 through joint_states by name, exactly like the arm's joints.
 """
-import os
 from pathlib import Path
-
-# EGL renders headless; it must be chosen before mujoco is imported. A user's choice wins.
-if 'MUJOCO_GL' not in os.environ:
-    os.environ['MUJOCO_GL'] = 'egl'
 
 import mujoco
 import numpy as np
+
+from rldt_ros.rendering import OffscreenCameras
 
 XML_PATH = Path(__file__).with_name('cube_push.xml')
 ARM_JOINTS = ('shoulder', 'elbow', 'wrist')
@@ -91,7 +88,7 @@ class CubePushTask:
         self._l3 = float(self.model.site('pusher').pos[0])
         self._home = self._ik(HOME_PUSHER_XY, 0.0, elbow_sign=1.0)
         self._rng = np.random.default_rng()
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._cameras = OffscreenCameras(self.model)
         self.reset()
 
     # ---- simulation -------------------------------------------------------------------------
@@ -148,20 +145,11 @@ class CubePushTask:
         """(height, width, 3) uint8 RGB; one lazily built renderer per image size."""
         if camera not in self.cameras:
             raise ValueError(f'unknown camera {camera!r}; known: {self.cameras}')
-        renderer = self._renderers.get((height, width))
-        if renderer is None:
-            renderer = mujoco.Renderer(self.model, height, width)
-            # Shadows cost 5-25x in software GL (FACTS.md); the scene needs none.
-            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-            self._renderers[(height, width)] = renderer
-        renderer.update_scene(self.data, camera=camera)
-        return renderer.render()
+        return self._cameras.render(self.data, camera, height, width)
 
     def close(self) -> None:
         """Free the GL contexts of the renderers."""
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._cameras.close()
 
     # ---- scripted expert --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rldt_train.checkpoint_io import atomic_save
 from rldt_train.policy import flow
 from rldt_train.policy.networks import VelocityMLP
 from rldt_train.policy.normalizer import Normalizer
@@ -154,13 +155,8 @@ class FlowPolicy(nn.Module):
 def save_policy(path: str | Path, policy: FlowPolicy, ema_state: dict | None = None,
                 extra: dict[str, Any] | None = None) -> None:
     """Write a policy checkpoint atomically (a killed write never leaves a torn file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {'format': CHECKPOINT_FORMAT, 'config': asdict(policy.config),
-               'policy': policy.state_dict(), 'ema': ema_state, 'extra': extra or {}}
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    atomic_save({'format': CHECKPOINT_FORMAT, 'config': asdict(policy.config),
+                 'policy': policy.state_dict(), 'ema': ema_state, 'extra': extra or {}}, path)
 
 
 def load_policy(path: str | Path, use_ema: bool = True,

@@ -20,6 +20,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from rldt_train.checkpoint_io import atomic_save
+from rldt_train.checkpoint_io import rng_state
+from rldt_train.checkpoint_io import set_rng_state
 from rldt_train.config import TrainConfig
 from rldt_train.config import config_to_dict
 from rldt_train.config import save_config
@@ -66,24 +69,6 @@ def _per_env(info: dict, done: np.ndarray, key: str, default) -> np.ndarray:
     if key in final:
         out = np.where(done & final[f'_{key}'], final[key], out)
     return out
-
-
-def _rng_state() -> dict:
-    return {'torch': torch.get_rng_state(),
-            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'])
-    if torch.cuda.is_available() and state['cuda']:
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def _atomic_save(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    torch.save(payload, tmp)
-    tmp.replace(path)
 
 
 def _flatten(d: dict, prefix: str = '') -> dict:
@@ -374,7 +359,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
         scaler.load_state_dict(state['reward_scaler'])
         history = state['history']
         start, env_steps, wall_s = state['iteration'], state['env_steps'], state['wall_s']
-        _set_rng_state(state['rng'])
+        set_rng_state(state['rng'])
     save_config(config, run_dir / 'config.yaml')
 
     writer = SummaryWriter(str(run_dir / 'tb'))
@@ -477,7 +462,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
                         q=f"{critic_stats['q_mean']:.2f}", steps=env_steps)
 
         if last or (iteration + 1) % cfg.checkpoint_every == 0:
-            _atomic_save({
+            atomic_save({
                 'iteration': iteration + 1, 'env_steps': env_steps, 'wall_s': wall_s,
                 'config': config_to_dict(config), 'policy': policy.state_dict(),
                 'reference': reference.state_dict(), 'base': base.state_dict(),
@@ -485,7 +470,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
                 'actor_optimizer': actor_opt.state_dict(),
                 'actor_scheduler': actor_sched.state_dict(),
                 'critic_optimizer': critic_opt.state_dict(), 'replay': replay.state_dict(),
-                'reward_scaler': scaler.state_dict(), 'history': history, 'rng': _rng_state(),
+                'reward_scaler': scaler.state_dict(), 'history': history, 'rng': rng_state(),
             }, state_path)
             save_policy(run_dir / POLICY_FILE, policy,
                         extra={'task': config.task, 'base': str(base_checkpoint),
