@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+import yaml
 from torch import nn
 
 from rldt_ros.model_card import POLICY_FILE
@@ -23,6 +24,19 @@ from rldt_train.task_spec import task_spec
 
 class ExportError(RuntimeError):
     """Export refused (parity failed or bad arguments); nothing was written."""
+
+
+def _training_record(checkpoint: Path) -> dict:
+    """The run's resolved config (saved beside every checkpoint) and the checkpoint's notes."""
+    record = {}
+    config_path = checkpoint.parent / 'config.yaml'
+    if config_path.is_file():
+        with open(config_path) as f:
+            record['training_config'] = yaml.safe_load(f)
+    extra = torch.load(checkpoint, map_location='cpu', weights_only=True).get('extra') or {}
+    if extra:
+        record['training'] = extra
+    return record
 
 
 class ChunkGraph(nn.Module):
@@ -99,6 +113,7 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: 
             'sampler': {'steps': steps, 'method': 'euler', 'noise': 'gaussian'},
             'files': {POLICY_FILE: {}},
             'provenance': {'checkpoint': str(checkpoint), 'policy': dict(vars(cfg)),
+                           **_training_record(Path(checkpoint)),
                            'parity_max_abs_error': error,
                            'exported_at': datetime.datetime.now(datetime.timezone.utc)
                            .isoformat(timespec='seconds'),

@@ -12,8 +12,11 @@ from pathlib import Path
 
 
 def run_ros_loop(model_dir: str | Path, episodes: int, domain_id: int, timeout_s: float = 300.0,
-                 log_path: str | Path | None = None) -> dict:
-    """Run `episodes` episodes; returns results, the last stats message, and wall time."""
+                 log_path: str | Path | None = None, ros_args: list[str] | None = None) -> dict:
+    """Run `episodes` episodes; returns results, the last stats message, and wall time.
+
+    ros_args go to both nodes (e.g. ['-p', 'real_time_factor:=3.0']).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import String
@@ -22,7 +25,8 @@ def run_ros_loop(model_dir: str | Path, episodes: int, domain_id: int, timeout_s
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     log = open(log_path, 'w') if log_path else subprocess.DEVNULL
     loop = subprocess.Popen([sys.executable, '-m', 'rldt_ros.cli', 'run', 'loop', '--model',
-                             str(Path(model_dir).resolve())], env=env, stdout=log,
+                             str(Path(model_dir).resolve()), '--', *(ros_args or [])],
+                            env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     results: list[dict] = []
     stats: list[dict] = []
