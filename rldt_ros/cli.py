@@ -120,7 +120,8 @@ def check(args: argparse.Namespace) -> int:
     print(f'state      {card.state_dim}: {", ".join(card.state_fields)} of '
           f'{", ".join(card.state_joints)}')
     print(f'cameras    {[f"{c.name} {c.height}x{c.width} on {c.topic}" for c in card.cameras]}')
-    print(f'action     {card.action_dim}: {", ".join(card.action_names)} ({card.action_units})')
+    units = ', '.join(f'{n} [{u}]' for n, u in zip(card.action_names, card.action_units))
+    print(f'action     {card.action_dim}: {units}')
     print(f'chunk      H={card.chunk_length}, {card.steps_per_chunk} executed, '
           f'{card.control_rate_hz} Hz, {card.sampler_steps} sampler steps')
     print(f'provider   {sampler.provider}')
