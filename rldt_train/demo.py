@@ -148,8 +148,7 @@ def _write_summary(out: Path, rows: dict, extra: dict) -> None:
                      f"({row['sim']['episodes']} ep) | {row['sim']['return_mean']:.2f} | "
                      f'{ros_cells[0]} | {ros_cells[1]} |')
     lines += ['', 'The ROS loop is the exported model in the policy node against the sim node '
-              'over '
-              'DDS: each chunk reaches the simulated arm one to two control ticks after the '
+              'over DDS: each chunk reaches the simulated arm one to two control ticks after the '
               'observation it was computed from (as on a robot), while the simulation '
               'evaluation applies it at once. The policies were trained without that delay, so '
               'expect lower success in the loop.',

@@ -76,9 +76,9 @@ def evaluate(policy: ChunkPolicy, task: str, episodes: int, horizon: int, seed: 
 def _final_success(info: dict, i: int) -> bool:
     """Success of env i's finished episode (SAME_STEP autoreset puts it in final_info)."""
     final = info.get('final_info', {})
-    if 'success' in final and final.get('_success', np.ones(1, bool))[i]:
+    if 'success' in final and (final['_success'][i] if '_success' in final else True):
         return bool(final['success'][i])
-    return bool(info.get('success', np.zeros(i + 1, bool))[i])
+    return bool(info['success'][i]) if 'success' in info else False
 
 
 def random_policy(low: np.ndarray, high: np.ndarray, horizon: int, seed: int = 0
