@@ -83,6 +83,11 @@ PARAMETERS = {
     'refill_threshold': (-1, (
         'Request a new chunk when this many actions are left; '
         '-1 = chunk_length - steps_per_chunk.'), (-1, 1024), True),
+    'inline_inference': (False, (
+        'Sample a chunk inside the control tick when the queue runs low, so its first action '
+        'goes out on the tick of its observation (the latency the policy was trained with). '
+        'Only for samplers far faster than one control period; false = a worker thread.'),
+        None, True),
     'blending': ('none', "Overlap blending: 'none' or 'ensemble'.", None, True),
     'ensemble_coef': (0.01, 'Temporal ensemble weight exp(-coef * i), i = 0 oldest.',
                       (0.0, 10.0), True),
@@ -145,6 +150,7 @@ class PolicyNode(Node):
                                       f'model was trained at ({card.control_rate_hz})')
         self.refill_threshold = (card.chunk_length - card.steps_per_chunk
                                  if p['refill_threshold'] < 0 else p['refill_threshold'])
+        self.inline_inference = p['inline_inference']
         self.command_type = p['command_type']
         self.trajectory_points = p['trajectory_points']
         self.max_obs_age_s = p['max_obs_age_s']
@@ -272,6 +278,11 @@ class PolicyNode(Node):
         self.counts['ticks'] += 1
         self._collect_chunk()
         snapshot = self.cache.snapshot(self.max_obs_age_s)
+        if self.inline_inference and self._needs_chunk(snapshot):
+            self._future = self.worker.submit(self._sample, *self._model_input(snapshot))
+            self._future_tick = self._tick
+            self._future.result()  # microseconds to a millisecond for small policies
+            self._collect_chunk()
         action = self.queue.pop(self._tick)
         engaged = self.estop.engaged
         healthy = snapshot is not None and action is not None and not engaged
@@ -289,12 +300,19 @@ class PolicyNode(Node):
             self.counts['held'] += 1
         else:
             self.counts['stopped'] += 1
-        if (snapshot is not None and self._future is None and not self.estop.engaged
-                and len(self.queue) <= self.refill_threshold):
-            obs = {k: v for k, v in snapshot.items() if k != 'state'}
-            obs['state'], stamp_ns = snapshot['state']
-            self._future = self.worker.submit(self._sample, obs, stamp_ns)
+        if not self.inline_inference and self._needs_chunk(snapshot):
+            self._future = self.worker.submit(self._sample, *self._model_input(snapshot))
             self._future_tick = self._tick + 1
+
+    def _needs_chunk(self, snapshot: dict | None) -> bool:
+        return (snapshot is not None and self._future is None and not self.estop.engaged
+                and len(self.queue) <= self.refill_threshold)
+
+    @staticmethod
+    def _model_input(snapshot: dict) -> tuple[dict, int]:
+        obs = {k: v for k, v in snapshot.items() if k != 'state'}
+        obs['state'], stamp_ns = snapshot['state']
+        return obs, stamp_ns
 
     def _sample(self, obs: dict, stamp_ns: int) -> tuple[np.ndarray, float, int]:
         start = time.perf_counter()

@@ -226,12 +226,13 @@ class SimNode(Node):
 
     def _publish_state(self) -> None:
         header = Header(stamp=self._stamp())
-        if self.clock_pub is not None:
-            self.clock_pub.publish(ClockMsg(clock=header.stamp))
+        # State before clock: a policy ticking on /clock then sees this step's state.
         self.joint_pub.publish(JointState(
             header=header, name=self.world.observed_joints,
             position=self.world.joint_positions().tolist(),
             velocity=self.world.joint_velocities().tolist()))
+        if self.clock_pub is not None:
+            self.clock_pub.publish(ClockMsg(clock=header.stamp))
 
     def _on_render(self) -> None:
         height, width = self.image_size
