@@ -81,16 +81,6 @@ def make_bc_policy(steps: int = 500) -> FlowPolicy:
     return policy
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (and on a busy 2-core
-    machine, spin-waiting), so these runs use one and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def bc_policy() -> FlowPolicy:
     return make_bc_policy()

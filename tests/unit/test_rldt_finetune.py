@@ -19,16 +19,6 @@ from rldt_train.rl.finetune import run_finetune
 SMOKE = 'config/train/smoke_hopper.yaml'
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (and on a busy 2-core
-    machine, spin-waiting), so these runs use one and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def base(tmp_path_factory):
     """A small BC policy (random chunks: the point is the plumbing, not the return)."""
