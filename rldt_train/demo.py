@@ -148,10 +148,11 @@ def _write_summary(out: Path, rows: dict, extra: dict) -> None:
                      f"({row['sim']['episodes']} ep) | {row['sim']['return_mean']:.2f} | "
                      f'{ros_cells[0]} | {ros_cells[1]} |')
     lines += ['', 'The ROS loop is the exported model in the policy node against the sim node '
-              'over DDS: each chunk reaches the simulated arm one to two control ticks after the '
-              'observation it was computed from (as on a robot), while the simulation '
-              'evaluation applies it at once. The policies were trained without that delay, so '
-              'expect lower success in the loop.',
+              'over DDS, both on the sim clock. The policy node samples inside its control tick '
+              '(inline_inference), so a chunk starts on the tick of its observation as in '
+              'training; timer phase and DDS delivery still add up to a tick now and then, and '
+              'the policies are sensitive to it (one tick of delay halves RLDT success in '
+              'simulation). With few loop episodes, read the loop column as +-15 points.',
               '', f"Expert demonstrations: success {extra['demo_success']:.0%} "
               f"(noise on joint targets), {extra['demo_episodes']} episodes.", '',
               f"Sampler on this CPU (1 thread): p50 {extra['latency']['sampler_p50_ms']:.2f} ms, "
