@@ -60,3 +60,17 @@ def test_episode_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match='rewards'):
         Episode(obs={'state': np.zeros((3, 1))}, actions=np.zeros((3, 1)), rewards=np.zeros(2),
                 dones=np.zeros(3, bool))
+
+
+def test_collect_locomotion_with_sb3_writes_d4rl(tmp_path):
+    """The Gym path of `collect`: a (briefly) trained SB3 SAC agent rolled out into a D4RL file."""
+    from rldt_train.config import load_config
+    from rldt_train.data.collect import run_collect
+    config = load_config(None, ['task=Hopper-v5', 'collect.episodes=2', 'collect.format=d4rl',
+                                'collect.expert_timesteps=200'])
+    summary = run_collect(config, tmp_path / 'hopper.hdf5', progress=False)
+    episodes, env_args = read_dataset(tmp_path / 'hopper.hdf5')
+    assert summary['episodes'] == 2 and len(episodes) == 2
+    assert env_args['env_name'] == 'Hopper-v5'
+    assert episodes[0].obs['state'].shape[1] == 11 and episodes[0].actions.shape[1] == 3
+    assert np.all(np.abs(np.concatenate([e.actions for e in episodes])) <= 1.0)
