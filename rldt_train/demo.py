@@ -108,13 +108,13 @@ def _latency(model_dir: Path, runs: int, path: Path, ros_stats: dict) -> dict:
                ' ms')
     ax.axvline(out['sampler_p99_ms'], color='r', ls='--', label=f"p99 {out['sampler_p99_ms']:.2f}"
                ' ms')
-    ros_p99 = ros_stats.get('obs_to_cmd_ms', {}).get('p99')
-    ros_p99 = ros_p99 if isinstance(ros_p99, (int, float)) and np.isfinite(ros_p99) else None
-    title = (f'chunk sampler latency, {sampler.provider}, 1 thread ({runs} runs; '
-             f'{int(np.sum(times > cut))} beyond {cut:.2f} ms drawn at the edge)')
-    if ros_p99 is not None:
-        title += f'\nROS loop observation-to-command p99: {ros_p99:.1f} ms'
-    ax.set_title(title, fontsize=9)
+    in_node = ros_stats.get('sampler_ms', {})
+    title = (f'chunk sampler, {sampler.provider}, 1 thread: {runs} runs '
+             f'({int(np.sum(times > cut))} beyond {cut:.2f} ms drawn at the edge)')
+    if in_node.get('p50') is not None:
+        title += (f"\ninside the policy node during the ROS loop: p50 {in_node['p50']:.2f} ms, "
+                  f"p99 {in_node['p99']:.2f} ms")
+    ax.set_title(title, fontsize=8)
     ax.set_xlabel('ms per chunk')
     ax.legend()
     fig.tight_layout()
