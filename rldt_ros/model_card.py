@@ -1,4 +1,4 @@
-"""The model folder contract (ARCHITECTURE.md section 3): load, validate and write policy.yaml.
+"""The model folder contract (docs/architecture.md 3): load, validate and write policy.yaml.
 
 A model folder holds `policy.onnx` (one graph per action chunk) and `policy.yaml` (this card).
 Readers refuse unknown major format versions, missing files, bad checksums and inconsistent

@@ -1,6 +1,7 @@
 """ROS 2 node that runs an exported flow policy (models/NAME) in real time, safely.
 
-Wiring only: the observation, chunking, safety and sampler cores do the work (ARCHITECTURE.md 5).
+Wiring only: the observation, chunking, safety and sampler cores do the work
+(docs/architecture.md 5).
 Callbacks run on one executor thread; the chunk sampler runs in its own worker thread (ONNX
 Runtime releases the GIL), so the control timer never waits for inference.
 """
@@ -121,7 +122,7 @@ def _stamp_ns(stamp) -> int:
 
 
 class PolicyNode(Node):
-    """Subscribes observations, publishes commands at control_rate_hz; see ARCHITECTURE.md 5."""
+    """Subscribes observations, publishes commands at control_rate_hz (docs/architecture.md 5)."""
 
     def __init__(self, **kwargs):
         super().__init__('policy_node', **kwargs)

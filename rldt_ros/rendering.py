@@ -18,7 +18,7 @@ class OffscreenCameras:
         renderer = self._renderers.get((height, width))
         if renderer is None:
             renderer = mujoco.Renderer(self.model, height, width)
-            # Shadows cost 5-25x in software GL (FACTS.md); these scenes need none.
+            # Shadows cost 5-25x in software GL; these scenes need none.
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             self._renderers[(height, width)] = renderer
         renderer.update_scene(data, camera=camera)

@@ -1,7 +1,7 @@
 """ONNX Runtime chunk sampler: one graph run = one action chunk in robot units.
 
 The exported graph already contains normalization, N unrolled Euler steps and
-un-normalization (ARCHITECTURE.md section 3), so sampling is: make noise, bind inputs, run.
+un-normalization (docs/architecture.md section 3), so sampling is: make noise, bind inputs, run.
 On CUDA the session uses IO binding with fixed device buffers and CUDA graphs (a replayed graph
 removes per-kernel launch cost, the dominant cost for small policies); on CPU a plain run is
 fastest.

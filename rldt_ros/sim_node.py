@@ -1,4 +1,4 @@
-"""MuJoCo simulation node: the robot's topics, backed by physics (ARCHITECTURE.md 5).
+"""MuJoCo simulation node: the robot's topics, backed by physics (docs/architecture.md 5).
 
 Publishes `joint_states`, `<camera>/image_raw` + `<camera>/camera_info` and optionally `/clock`;
 takes position targets on `<controller>/commands` (Float64MultiArray, actuator order) and

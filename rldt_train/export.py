@@ -1,7 +1,7 @@
 """ONNX export: one graph per action chunk, a model card, and a parity check that must pass.
 
 The graph is normalize(obs) -> N unrolled Euler steps of the velocity net -> un-normalize
-(ARCHITECTURE.md section 3). Parity: ONNX Runtime and torch get the same observations and noise;
+(docs/architecture.md 3). Parity: ONNX Runtime and torch get the same observations and noise;
 the largest absolute difference must be <= tolerance, or nothing is written.
 """
 import datetime

@@ -48,7 +48,7 @@ def _wrap(angle: float) -> float:
 
 
 class CubePushTask:
-    """The task behind both the sim node and the gymnasium env (see CONTRACT.md)."""
+    """The task behind both the sim node and the gymnasium env."""
 
     name = 'cube_push'
 

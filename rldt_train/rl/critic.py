@@ -26,7 +26,7 @@ class EnsembleLinear(nn.Module):
 
     def __init__(self, ensemble: int, in_dim: int, out_dim: int, init_std: float):
         super().__init__()
-        # ARCHITECTURE.md section 4: critic weights N(0, 0.1^2); zero biases.
+        # docs/architecture.md section 4: critic weights N(0, 0.1^2); zero biases.
         self.weight = nn.Parameter(torch.randn(ensemble, in_dim, out_dim) * init_std)
         self.bias = nn.Parameter(torch.zeros(ensemble, 1, out_dim))
 

@@ -1,4 +1,4 @@
-"""RLDT online fine-tuning loop (ARCHITECTURE.md section 4), CleanRL-style: one visible loop.
+"""RLDT online fine-tuning loop (docs/architecture.md section 4), CleanRL-style: one visible loop.
 
 Per iteration: collect one rollout segment per env with exploration -> store -> critic rounds
 (TD(lambda) targets recomputed each round, Polyak after every step) -> RLDT actor steps (after

@@ -2,7 +2,7 @@
 
 Keeping segments intact (not shuffled transitions) is what lets TD(lambda) run backwards in
 time over them. Each iteration adds one segment of T chunk steps for every env; the ring keeps
-the newest `capacity` segments (ARCHITECTURE.md: ~20 rollouts per env). Plain tensors and ints
+the newest `capacity` segments (docs/architecture.md: ~20 rollouts per env). Plain tensors and ints
 only, so the state goes through torch.save / torch.load(weights_only=True).
 """
 import torch

@@ -1,4 +1,4 @@
-"""The RLDT update, top-down in ARCHITECTURE.md section 4 order.
+"""The RLDT update, top-down in docs/architecture.md section 4 order.
 
 Notation: flow time tau in [0, 1]; tau = 0 is Gaussian noise, tau = 1 is the action. A chain
 x_0 .. x_N comes from N Euler steps of v_theta; k indexes its states, tau = k / N, so

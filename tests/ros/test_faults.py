@@ -1,4 +1,4 @@
-"""Fault behaviour of the policy node in real processes over real DDS (ARCHITECTURE.md 5).
+"""Fault behaviour of the policy node in real processes over real DDS (docs/architecture.md 5).
 
 The probe plays the robot: it publishes joint_states (and images) and records the commands.
 Timing bounds are max_obs_age_s + starvation_grace_s plus two control ticks (20 Hz) of slack.

@@ -1,4 +1,4 @@
-"""Transport field (ARCHITECTURE.md section 4) against hand-computed numbers."""
+"""Transport field (docs/architecture.md section 4) against hand-computed numbers."""
 import math
 
 import pytest
