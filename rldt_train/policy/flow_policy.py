@@ -65,6 +65,11 @@ class PolicyConfig:
                              f'got {index}')
 
 
+def state_of(obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The raw state (B, D) of an observation given as a tensor or a dict with 'state'."""
+    return obs['state'] if isinstance(obs, dict) else obs
+
+
 class FlowPolicy(nn.Module):
     """Flow-matching action-chunk policy (tau = 0 noise -> tau = 1 action)."""
 
@@ -99,6 +104,15 @@ class FlowPolicy(nn.Module):
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_normalizer.normalize(obs)
 
+    def encode(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """Conditioning features (B, C) of v_theta for raw observations.
+
+        obs: the raw state (B, D) or a dict of observation fields with 'state'. Everything that
+        samples or trains the flow conditions through here, so an observation encoder (e.g. for
+        cameras) changes this method only.
+        """
+        return self.normalize_obs(state_of(obs))
+
     def normalize_actions(self, actions: torch.Tensor, obs: torch.Tensor | None = None
                           ) -> torch.Tensor:
         """Robot-unit chunks (B, H, A) -> the flow's space; obs (B, D) raw, for relative."""
@@ -124,31 +138,34 @@ class FlowPolicy(nn.Module):
         return torch.randn(shape, generator=generator, device=device)
 
     @torch.no_grad()
-    def sample(self, obs: torch.Tensor, noise: torch.Tensor | None = None,
-               steps: int | None = None, deterministic: bool = False) -> torch.Tensor:
-        """Action chunks (B, H, A) in robot units for raw observations (B, D).
+    def sample(self, obs: torch.Tensor | dict[str, torch.Tensor],
+               noise: torch.Tensor | None = None, steps: int | None = None,
+               deterministic: bool = False) -> torch.Tensor:
+        """Action chunks (B, H, A) in robot units for raw observations (state (B, D) or dict).
 
-        deterministic: x0 = 0 (docs/architecture.md: deterministic evaluation), else x0 = noise or
-        fresh N(0, I).
+        deterministic: x0 = 0 (the deterministic sampling mode), else x0 = noise or fresh
+        N(0, I).
         """
-        batch = obs.shape[0]
+        state = state_of(obs)
+        batch = state.shape[0]
         if deterministic:
             x0 = torch.zeros(batch, self.config.horizon, self.config.action_dim,
-                             device=obs.device)
+                             device=state.device)
         elif noise is None:
-            x0 = self.initial_noise(batch, device=obs.device)
+            x0 = self.initial_noise(batch, device=state.device)
         else:
             x0 = noise
-        final = self.chain(self.normalize_obs(obs), x0, steps)[-1]
-        return self.unnormalize_actions(final, obs)
+        final = self.chain(self.encode(obs), x0, steps)[-1]
+        return self.unnormalize_actions(final, state)
 
-    def bc_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def bc_loss(self, obs: torch.Tensor | dict[str, torch.Tensor], actions: torch.Tensor
+                ) -> torch.Tensor:
         """Flow-matching BC: tau ~ U[0,1], eps ~ N(0,I), ||v(x_tau, tau, s) - (a - eps)||^2."""
-        a = self.normalize_actions(actions, obs)
+        a = self.normalize_actions(actions, state_of(obs))
         eps = torch.randn_like(a)
         tau = torch.rand(a.shape[0], device=a.device)
         x_tau = flow.interpolate(eps, a, tau)
-        v = self.velocity(x_tau, tau, self.normalize_obs(obs))
+        v = self.velocity(x_tau, tau, self.encode(obs))
         return (v - flow.bc_target(eps, a)).pow(2).mean()
 
 
