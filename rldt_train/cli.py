@@ -26,10 +26,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_collect(args) -> dict:
+    from rldt_train.data.collect import dataset_path
     from rldt_train.data.collect import run_collect
     config = load_config(args.config, args.overrides)
-    out = args.out or Path('data') / f'{config.task}_{config.collect.format}.hdf5'
-    return run_collect(config, out)
+    if args.out:
+        return run_collect(config, args.out)
+    # Named by a hash of what determines the content: the same config reuses the file.
+    return run_collect(config, dataset_path(config), reuse=not args.force)
 
 
 def cmd_pretrain(args) -> dict:
@@ -49,42 +52,58 @@ def cmd_pretrain(args) -> dict:
 
 
 def cmd_finetune(args) -> dict:
-    from rldt_train.rl.finetune import run_finetune
+    from rldt_train.finetune import run_finetune
     config = load_config(args.config, args.overrides)
     run_dir = args.run_dir or Path('runs') / config.task / 'finetune'
     return run_finetune(config, run_dir, args.base, resume=args.resume)
 
 
 def cmd_eval(args) -> dict:
+    """Both sampling modes (or --mode), mean return and success with 95% intervals."""
     from rldt_train import evaluate as ev
+    from rldt_train.reporting import MODES
+    from rldt_train.reporting import format_eval
     if args.model:
         from rldt_ros.model_card import load_model_card
         card = load_model_card(args.model)
         task, horizon = args.task or card.task, card.chunk_length
-        policy = ev.onnx_policy(str(args.model), deterministic=args.deterministic,
-                                seed=args.seed)
+
+        def make_policy(deterministic: bool):
+            return ev.onnx_policy(str(args.model), deterministic=deterministic, seed=args.seed)
     elif args.checkpoint:
         from rldt_train.policy.flow_policy import load_policy
         loaded = load_policy(args.checkpoint)
         if not args.task:
             raise SystemExit('eval --checkpoint needs --task')
         task, horizon = args.task, loaded.config.horizon
-        policy = ev.torch_policy(loaded, deterministic=args.deterministic)
+
+        def make_policy(deterministic: bool):
+            return ev.torch_policy(loaded, deterministic=deterministic)
     else:
         raise SystemExit('eval needs --model DIR or --checkpoint FILE')
-    result = ev.evaluate(policy, task, args.episodes, horizon, seed=args.seed, progress=True)
-    return {'task': task, **result.as_dict()}
+    has_success = ev.task_has_success(task)
+    modes = [args.mode] if args.mode else list(MODES)
+    summary = {'task': task, 'episodes': args.episodes, 'seed': args.seed}
+    for mode in modes:
+        result = ev.evaluate(make_policy(mode == 'deterministic'), task, args.episodes,
+                             horizon, seed=args.seed, progress=True).summary(has_success)
+        summary[f'{mode}_return'] = format_eval(result, 'return')
+        if has_success:
+            summary[f'{mode}_success'] = format_eval(result, 'success')
+        summary[f'{mode}_length_mean'] = result['length_mean']
+    return summary
 
 
 def cmd_export(args) -> dict:
     from rldt_ros.model_card import load_model_card
     from rldt_train.export import export_policy
     out = export_policy(args.checkpoint, args.out, args.task, name=args.name,
-                        steps=args.steps)
+                        steps=args.steps, deploy_mode=args.mode)
     card = load_model_card(out)
     return {'model': str(out), 'onnx_sha256': card.raw['files']['policy.onnx']['sha256'][:16],
             'parity_max_abs_error': card.raw['provenance']['parity_max_abs_error'],
-            'chunk': f'{card.chunk_length} x {card.action_dim}', 'steps': card.sampler_steps}
+            'chunk': f'{card.chunk_length} x {card.action_dim}', 'steps': card.sampler_steps,
+            'deterministic': card.raw['sampler']['deterministic']}
 
 
 def cmd_demo(args) -> dict:
@@ -98,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('collect', help='make a demonstration dataset')
     _add_config_args(p)
-    p.add_argument('--out', type=Path, help='dataset file (default data/<task>_<format>.hdf5)')
+    p.add_argument('--out', type=Path, help='dataset file (default: data/<task>_<hash>.hdf5, '
+                   'reused when it exists)')
+    p.add_argument('--force', action='store_true', help='collect again even if cached')
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser('pretrain', help='behaviour-cloning pretraining')
@@ -121,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task')
     p.add_argument('--episodes', type=int, default=50)
     p.add_argument('--seed', type=int, default=1000)
-    p.add_argument('--deterministic', action='store_true', help='x0 = 0 instead of noise')
+    p.add_argument('--mode', choices=('deterministic', 'stochastic'),
+                   help='evaluate one sampling mode (default: both; deterministic is x0 = 0)')
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser('export', help='ONNX + model card, parity-checked')
@@ -130,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', type=Path, required=True, help='model folder, e.g. models/NAME')
     p.add_argument('--name')
     p.add_argument('--steps', type=int, help='Euler steps (default: the policy config)')
+    p.add_argument('--mode', choices=('deterministic', 'stochastic'),
+                   help='sampling mode to deploy (written into the card; default: the mode '
+                   'the fine-tuning run chose, else stochastic)')
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser('demo', help='the whole pipeline on the built-in task')

@@ -43,22 +43,39 @@ class PolicySection:
 
 @dataclass
 class CollectSection:
-    """Demonstration collection."""
+    """Demonstration collection (scripted expert) or medium-data generation (Gym tasks)."""
 
     episodes: int = 100
-    """Episodes to record."""
+    """Episodes to record (Gym tasks: only when transitions is 0)."""
     noise_std: float = -1.0
-    """Expert action noise; < 0 means the task's documented demo default."""
+    """Action noise: built-in task, the expert's joint-target noise (< 0: the task's demo
+    default); Gym tasks, extra Gaussian noise on the medium agent's own samples (< 0: none)."""
     format: str = 'robomimic'
     """Dataset layout: 'robomimic' or 'd4rl'."""
-    expert_timesteps: int = 300_000
-    """Gym locomotion only: SB3 SAC training steps for the 'medium' expert."""
+    transitions: int = 0
+    """Gym tasks: record whole episodes until at least this many env steps (0: `episodes`)."""
+    expert_timesteps: int = 1_500_000
+    """Gym tasks: PPO training budget (env steps) of the medium behaviour agent."""
+    expert_eval_every: int = 50_000
+    """Gym tasks: env steps between the medium agent's evaluations (10 episodes each)."""
+    medium_return_low: float = 0.0
+    """Gym tasks: PPO stops at the first evaluation with a mean return in
+    [medium_return_low, medium_return_high]; 0 and 0: train the whole budget."""
+    medium_return_high: float = 0.0
+    """Upper end of the medium return band (see medium_return_low)."""
 
     def __post_init__(self):
         if self.format not in ('robomimic', 'd4rl'):
             raise ValueError(f"collect.format must be 'robomimic' or 'd4rl', got {self.format!r}")
-        if self.episodes < 1:
-            raise ValueError(f'collect.episodes must be >= 1, got {self.episodes}')
+        for name in ('episodes', 'expert_eval_every'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'collect.{name} must be >= 1, got {getattr(self, name)}')
+        for name in ('transitions', 'expert_timesteps'):
+            if getattr(self, name) < 0:
+                raise ValueError(f'collect.{name} must be >= 0, got {getattr(self, name)}')
+        if self.medium_return_high < self.medium_return_low:
+            raise ValueError(f'collect.medium_return_high ({self.medium_return_high}) must be '
+                             f'>= medium_return_low ({self.medium_return_low})')
 
 
 @dataclass

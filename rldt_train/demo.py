@@ -175,7 +175,7 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     from rldt_train.evaluate import onnx_policy
     from rldt_train.export import export_policy
     from rldt_train.pretrain import run_pretrain
-    from rldt_train.rl.finetune import run_finetune
+    from rldt_train.finetune import run_finetune
 
     settings = settings or (FULL if full else DEFAULT)
     out = Path(out_dir)

@@ -5,9 +5,13 @@ from typing import Callable
 import numpy as np
 
 from rldt_train.envs.registry import make_vector_env
+from rldt_train.envs.vector_io import per_env
+from rldt_train.reporting import MODES
+from rldt_train.reporting import summarize
 
-# (B, D) observations -> (B, H, A) action chunks in robot units.
-ChunkPolicy = Callable[[np.ndarray], np.ndarray]
+# Observations (B, D) state array, or a dict of arrays for camera tasks -> (B, H, A) action
+# chunks in robot units.
+ChunkPolicy = Callable[[np.ndarray | dict], np.ndarray]
 
 
 @dataclass
@@ -35,13 +39,18 @@ class EvalResult:
                 'return_std': self.return_std, 'success_rate': self.success_rate,
                 'length_mean': float(self.lengths.mean())}
 
+    def summary(self, has_success: bool) -> dict:
+        """Means with 95% intervals (rldt_train.reporting.summarize)."""
+        return summarize(self.returns, self.successes if has_success else None, self.lengths)
+
 
 def evaluate(policy: ChunkPolicy, task: str, episodes: int, horizon: int, seed: int = 1000,
              num_envs: int = 8, progress: bool = False) -> EvalResult:
     """Run `episodes` complete episodes (each env's episodes counted in order, so the set of
     episodes is fixed by the seed, not by which env finishes first)."""
     num_envs = max(1, min(num_envs, episodes))
-    per_env = [episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)]
+    episodes_per_env = [episodes // num_envs + (i < episodes % num_envs)
+                        for i in range(num_envs)]
     venv = make_vector_env(task, num_envs, horizon, seed=seed)
     obs, _ = venv.reset(seed=seed)
     done_counts = np.zeros(num_envs, int)
@@ -52,16 +61,18 @@ def evaluate(policy: ChunkPolicy, task: str, episodes: int, horizon: int, seed: 
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=episodes, desc=f'eval {task}', unit='ep', leave=False)
-    while np.any(done_counts < per_env):
-        chunks = np.asarray(policy(obs.astype(np.float32)))
+    while np.any(done_counts < episodes_per_env):
+        chunks = np.asarray(policy(_policy_input(obs)))
         obs, reward, terminated, truncated, info = venv.step(chunks)
+        done = terminated | truncated
         running_return += reward
-        running_length += info.get('chunk_steps', np.full(num_envs, horizon))
-        for i in np.flatnonzero(terminated | truncated):
-            if done_counts[i] < per_env[i]:
+        running_length += per_env(info, done, 'chunk_steps', horizon).astype(int)
+        success = per_env(info, done, 'success', False).astype(bool)
+        for i in np.flatnonzero(done):
+            if done_counts[i] < episodes_per_env[i]:
                 returns.append(running_return[i])
                 lengths.append(running_length[i])
-                successes.append(bool(_final_success(info, i)))
+                successes.append(bool(success[i]))
                 done_counts[i] += 1
                 if bar is not None:
                     bar.update(1)
@@ -73,12 +84,35 @@ def evaluate(policy: ChunkPolicy, task: str, episodes: int, horizon: int, seed: 
     return EvalResult(np.array(returns), np.array(successes, bool), np.array(lengths))
 
 
-def _final_success(info: dict, i: int) -> bool:
-    """Success of env i's finished episode (SAME_STEP autoreset puts it in final_info)."""
-    final = info.get('final_info', {})
-    if 'success' in final and (final['_success'][i] if '_success' in final else True):
-        return bool(final['success'][i])
-    return bool(info['success'][i]) if 'success' in info else False
+def task_has_success(task: str) -> bool:
+    """Whether the task reports 'success' in its info (its reset info says so)."""
+    from rldt_train.envs.registry import make_env
+    env = make_env(task)
+    _, info = env.reset(seed=0)
+    env.close()
+    return 'success' in info
+
+
+def _policy_input(obs):
+    """The state as float32; camera images (dict observations) keep their uint8."""
+    if isinstance(obs, dict):
+        return {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
+                for k, v in obs.items()}
+    return obs.astype(np.float32)
+
+
+def evaluate_modes(make_policy: Callable[[bool], ChunkPolicy], task: str, episodes: int,
+                   horizon: int, seed: int, has_success: bool, num_envs: int = 16,
+                   progress: bool = False) -> dict:
+    """Both sampling modes on the same episode seeds: {mode: summary with 95% intervals}.
+
+    make_policy(deterministic) -> ChunkPolicy. 'deterministic' is x0 = 0, 'stochastic' is
+    x0 ~ N(0, I); a model is deployed in one of them, so both are always reported.
+    """
+    return {mode: evaluate(make_policy(mode == 'deterministic'), task, episodes, horizon,
+                           seed=seed, num_envs=num_envs, progress=progress
+                           ).summary(has_success)
+            for mode in MODES}
 
 
 def random_policy(low: np.ndarray, high: np.ndarray, horizon: int, seed: int = 0
@@ -94,9 +128,11 @@ def random_policy(low: np.ndarray, high: np.ndarray, horizon: int, seed: int = 0
 def torch_policy(policy, deterministic: bool = False, device: str = 'cpu') -> ChunkPolicy:
     import torch
 
-    def act(obs: np.ndarray) -> np.ndarray:
+    from rldt_train.envs.vector_io import obs_to_torch
+
+    def act(obs) -> np.ndarray:
         with torch.no_grad():
-            out = policy.sample(torch.as_tensor(obs, device=device), deterministic=deterministic)
+            out = policy.sample(obs_to_torch(obs, device), deterministic=deterministic)
         return out.cpu().numpy()
     return act
 
@@ -107,6 +143,6 @@ def onnx_policy(model_dir: str, deterministic: bool = False, seed: int = 0) -> C
     sampler = ChunkSampler(load_model_card(model_dir), providers='cpu', seed=seed,
                            deterministic=deterministic)
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return sampler.sample_batch({'state': obs})
+    def act(obs) -> np.ndarray:
+        return sampler.sample_batch(obs if isinstance(obs, dict) else {'state': obs})
     return act

@@ -5,6 +5,7 @@ The graph is normalize(obs) -> N unrolled Euler steps of the velocity net -> un-
 the largest absolute difference must be <= tolerance, or nothing is written.
 """
 import datetime
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import nn
 
 from rldt_ros.model_card import POLICY_FILE
 from rldt_ros.model_card import write_model_card
+from rldt_train.finetune import EVALUATION_FILE
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import load_policy
 from rldt_train.task_spec import task_spec
@@ -27,7 +29,8 @@ class ExportError(RuntimeError):
 
 
 def _training_record(checkpoint: Path) -> dict:
-    """The run's resolved config (saved beside every checkpoint) and the checkpoint's notes."""
+    """What the run left beside the checkpoint: its resolved config, the checkpoint's notes
+    and, for a fine-tuning run, its final evaluation (both sampling modes, 95% intervals)."""
     record = {}
     config_path = checkpoint.parent / 'config.yaml'
     if config_path.is_file():
@@ -36,6 +39,10 @@ def _training_record(checkpoint: Path) -> dict:
     extra = torch.load(checkpoint, map_location='cpu', weights_only=True).get('extra') or {}
     if extra:
         record['training'] = extra
+    evaluation_path = checkpoint.parent / EVALUATION_FILE
+    if evaluation_path.is_file() and extra.get('kind') == 'selected':
+        with open(evaluation_path) as f:
+            record['evaluation'] = json.load(f)
     return record
 
 
@@ -73,9 +80,21 @@ def parity_error(onnx_path: Path, graph: ChunkGraph, obs_dim: int, batch: int = 
 
 def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: str | None = None,
                   steps: int | None = None, steps_per_chunk: int | None = None,
-                  tolerance: float = 1e-4, provenance: dict | None = None) -> Path:
-    """Write out_dir/policy.onnx + policy.yaml from a policy checkpoint (EMA weights)."""
+                  tolerance: float = 1e-4, provenance: dict | None = None,
+                  deploy_mode: str | None = None) -> Path:
+    """Write out_dir/policy.onnx + policy.yaml from a policy checkpoint (EMA weights).
+
+    deploy_mode: 'deterministic' or 'stochastic', written into the card as
+    sampler.deterministic (the policy node's default follows it); None: the mode the
+    fine-tuning run chose (evaluation.json beside the checkpoint), else stochastic.
+    """
+    if deploy_mode not in (None, 'deterministic', 'stochastic'):
+        raise ExportError(f"deploy_mode must be 'deterministic' or 'stochastic', "
+                          f'got {deploy_mode!r}')
     out_dir = Path(out_dir)
+    record = _training_record(Path(checkpoint))
+    if deploy_mode is None:
+        deploy_mode = record.get('evaluation', {}).get('deploy_mode', 'stochastic')
     policy = load_policy(checkpoint).eval()
     cfg = policy.config
     steps = steps or cfg.sampler_steps
@@ -110,10 +129,11 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: 
                        'high': [float(v) for v in spec.action_high],
                        'chunk_length': cfg.horizon, 'steps_per_chunk': steps_per_chunk,
                        'control_rate_hz': spec.control_rate_hz},
-            'sampler': {'steps': steps, 'method': 'euler', 'noise': 'gaussian'},
+            'sampler': {'steps': steps, 'method': 'euler', 'noise': 'gaussian',
+                        'deterministic': deploy_mode == 'deterministic'},
             'files': {POLICY_FILE: {}},
             'provenance': {'checkpoint': str(checkpoint), 'policy': dict(vars(cfg)),
-                           **_training_record(Path(checkpoint)),
+                           **record,
                            'parity_max_abs_error': error,
                            'exported_at': datetime.datetime.now(datetime.timezone.utc)
                            .isoformat(timespec='seconds'),

@@ -2,7 +2,9 @@
 
 The dataclass below IS the default; `config/train/<task>.yaml` overrides fields under
 `finetune:` and an unknown key is an error. Users usually change: `iterations`, `num_envs`,
-`rollout_steps`, `transport`, `reference`, `sparse_reward`, `eval_every`.
+`rollout_steps`, `transport`, `reference`, `sparse_reward`, `eval_every`, `deploy_mode`.
+Where our default differs from the authors' released code, the field's docstring says so and
+docs/architecture.md section 6 gives the measurement behind it.
 """
 from dataclasses import dataclass
 
@@ -10,6 +12,10 @@ TRANSPORTS = ('rbf', 'delta')
 REFERENCES = ('previous', 'pretrained')
 REWARD_SCALES = ('ema_abs', 'none')
 VECTORIZATIONS = ('sync', 'async')
+CRITIC_ACTIVATIONS = ('silu', 'relu')
+CRITIC_SPLITS = ('trajectory', 'none')
+DEPLOY_MODES = ('auto', 'deterministic', 'stochastic')
+SELECT_METRICS = ('auto', 'return', 'success')
 
 
 @dataclass
@@ -17,12 +23,13 @@ class FinetuneConfig:
     """RLDT fine-tuning (docs/architecture.md section 4).
 
     Args are documented field by field below; groups: schedule, environment interaction,
-    transport field, losses, critic, replay, optimisation, evaluation and bookkeeping.
+    transport field, losses, critic, replay, optimisation, evaluation and selection,
+    bookkeeping.
     """
 
     # --- schedule -------------------------------------------------------------------------
     iterations: int = 10
-    """Outer iterations (collect, critic rounds, actor steps, reference update)."""
+    """Outer iterations (collect, critic rounds with actor steps, reference update)."""
     warmup_iterations: int = 2
     """First iterations that train only the critic (the actor waits for a usable Q)."""
 
@@ -30,7 +37,7 @@ class FinetuneConfig:
     num_envs: int = 100
     """Parallel environments collecting each iteration."""
     rollout_steps: int = 500
-    """Chunk steps per environment per iteration (one stored rollout segment per env)."""
+    """Chunk steps per environment per iteration (one stored trajectory per env)."""
     vectorization: str = 'sync'
     """'sync' (best on few cores) or 'async' (worker processes, many cores)."""
     explore: bool = True
@@ -49,6 +56,10 @@ class FinetuneConfig:
     """Lower clamp of alpha_eff (keeps some repulsion where Q is flat)."""
     alpha_max: float = 1.0
     """Upper clamp of alpha_eff (a critic spike must not blow the particles apart)."""
+    deterministic_query: bool = True
+    """Also train the chain from x_0 = 0 (the deterministic sampling mode) as one more query
+    per state: same field, consistency and constraint. Not in the authors' code, where nothing
+    trains that path and the deterministic mode drifts (docs/architecture.md 6)."""
 
     # --- losses ---------------------------------------------------------------------------
     consistency_weight: float = 0.5
@@ -67,6 +78,11 @@ class FinetuneConfig:
     """Hidden layers of each Q MLP."""
     critic_init_std: float = 0.1
     """Weights initialised N(0, std^2), biases 0."""
+    critic_activation: str = 'silu'
+    """'silu' (the authors'; grad_a Q is smooth) or 'relu' (piecewise-constant grad_a Q)."""
+    critic_split: str = 'trajectory'
+    """'trajectory': ensemble member e trains on its own share of each round's trajectories
+    (the authors'); 'none': every member on the same transitions."""
     polyak: float = 0.995
     """Target nets: theta' <- polyak theta' + (1 - polyak) theta after every critic step."""
     gamma: float = 0.99
@@ -74,7 +90,11 @@ class FinetuneConfig:
     td_lambda: float = 0.0
     """TD(lambda) mixing: 0 for dense rewards, 0.5 for sparse."""
     bootstrap_actions: int = 2
-    """Fresh policy actions averaged in the bootstrap value (each min over target nets)."""
+    """Fresh policy actions a' (drawn once per round) averaged in the bootstrap value, each
+    the min over target nets."""
+    target_refresh_steps: int = 1
+    """Critic steps between recomputing the TD targets with the moving target nets (1: every
+    step, the authors'; larger values reuse targets the Polyak average has barely moved)."""
     sparse_reward: bool = False
     """Sparse task: balance success/failure in critic batches and clip targets."""
     target_clip_max: float = 1.0
@@ -82,27 +102,32 @@ class FinetuneConfig:
     reward_scale: str = 'ema_abs'
     """'ema_abs': divide rewards by an EMA of mean |r| (dense tasks); 'none' (sparse)."""
     reward_scale_decay: float = 0.99
-    """EMA decay of the reward scale, updated once per collected rollout."""
+    """EMA decay of the reward scale, updated once per collected rollout (all-zero rollouts
+    are skipped)."""
 
     # --- replay ---------------------------------------------------------------------------
     replay_rollouts: int = 20
     """Rollout segments kept per env (ring buffer, oldest dropped)."""
     new_data_fraction: float = 0.33
-    """Minimum share of each critic batch drawn from the newest rollout."""
+    """Minimum share of each round's trajectories drawn from the newest rollout."""
+    round_trajectories: int = 0
+    """Trajectories in each critic round's mix (0: num_envs, the authors'); a critic step
+    uses the whole mix (full batch), split between the ensemble members."""
 
     # --- optimisation ---------------------------------------------------------------------
+    critic_rounds: int = 16
+    """Rounds per iteration; each draws a fresh mix and fresh bootstrap actions, then runs
+    critic_steps / critic_rounds critic steps and actor_steps / critic_rounds actor steps on
+    that same mix (the authors interleave critic and actor this way)."""
     critic_steps: int = 512
-    """Critic gradient steps per iteration."""
-    critic_rounds: int = 4
-    """TD targets are recomputed (current targets and policy) at the start of each round."""
-    critic_batch_size: int = 1024
-    """Transitions per critic step."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
+    """Critic gradient steps per iteration (over all rounds)."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics (the authors' value)."""
     actor_steps: int = 32
-    """RLDT actor steps per iteration (after the warm-up iterations)."""
-    actor_batch_size: int = 256
-    """States per actor step (each with P particles and P query chains)."""
+    """RLDT actor steps per iteration (over all rounds; after the warm-up iterations)."""
+    actor_batch_states: int = 0
+    """States per actor step: 0 = every P-th trajectory of the round's mix, rotating (the
+    authors' rule, ~mix / P states); > 0 = that many states drawn from the mix."""
     actor_lr: float = 2e-5
     """Adam learning rate of v_theta."""
     actor_lr_warmup_steps: int = 32
@@ -110,17 +135,25 @@ class FinetuneConfig:
     max_grad_norm: float = 10.0
     """Gradient clipping for actor and critic (0 disables it)."""
     bootstrap_batch_size: int = 65536
-    """States per forward pass when computing bootstrap values (bounds memory)."""
+    """States per forward pass when sampling bootstrap actions (bounds memory)."""
 
-    # --- evaluation -----------------------------------------------------------------------
+    # --- evaluation and selection ---------------------------------------------------------
     eval_every: int = 1
     """Iterations between evaluations (0: only before and after)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation (run in parallel)."""
-    eval_deterministic: bool = True
-    """Evaluate with x_0 = 0 (the headline number)."""
-    eval_stochastic: bool = False
-    """Also evaluate with x_0 ~ N(0, I)."""
+    eval_episodes: int = 16
+    """Episodes per sampling mode in each in-run evaluation (both modes are evaluated)."""
+    final_eval_episodes: int = 50
+    """Episodes per mode in the final evaluation of the base and the selected policy, on
+    seeds the in-run evaluations never used (the numbers the summary and model card report)."""
+    select_best: bool = True
+    """Keep the best evaluated policy (the base included) and export it; False: the last."""
+    select_metric: str = 'auto'
+    """What selection maximises: 'success' rate, mean 'return', or 'auto' (success when the
+    task reports it, else return)."""
+    deploy_mode: str = 'auto'
+    """Sampling mode the exported model is meant for: 'deterministic' (x_0 = 0),
+    'stochastic', or 'auto' (whichever the final evaluation rates higher). Written into the
+    model card; the policy node's default follows it."""
 
     # --- bookkeeping ----------------------------------------------------------------------
     checkpoint_every: int = 1
@@ -128,21 +161,24 @@ class FinetuneConfig:
 
     def __post_init__(self):
         choices = {'transport': TRANSPORTS, 'reference': REFERENCES,
-                   'reward_scale': REWARD_SCALES, 'vectorization': VECTORIZATIONS}
+                   'reward_scale': REWARD_SCALES, 'vectorization': VECTORIZATIONS,
+                   'critic_activation': CRITIC_ACTIVATIONS, 'critic_split': CRITIC_SPLITS,
+                   'deploy_mode': DEPLOY_MODES, 'select_metric': SELECT_METRICS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f'finetune.{name} must be one of {allowed}, '
                                  f'got {getattr(self, name)!r}')
         positive = ('iterations', 'num_envs', 'rollout_steps', 'particles', 'critic_ensemble',
                     'critic_hidden_dim', 'critic_depth', 'bootstrap_actions', 'replay_rollouts',
-                    'critic_rounds', 'critic_batch_size', 'actor_batch_size',
-                    'bootstrap_batch_size', 'eval_episodes', 'checkpoint_every')
+                    'critic_rounds', 'bootstrap_batch_size', 'eval_episodes',
+                    'final_eval_episodes', 'checkpoint_every', 'target_refresh_steps')
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f'finetune.{name} must be >= 1, got {getattr(self, name)}')
         non_negative = ('warmup_iterations', 'critic_steps', 'actor_steps',
                         'actor_lr_warmup_steps', 'eval_every', 'temperature', 'alpha_min',
-                        'consistency_weight', 'constraint_weight', 'max_grad_norm')
+                        'consistency_weight', 'constraint_weight', 'max_grad_norm',
+                        'round_trajectories', 'actor_batch_states')
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f'finetune.{name} must be >= 0, got {getattr(self, name)}')
@@ -172,9 +208,17 @@ class FinetuneConfig:
         for name in ('critic_lr', 'actor_lr'):
             if getattr(self, name) <= 0:
                 raise ValueError(f'finetune.{name} must be > 0, got {getattr(self, name)}')
-        if 0 < self.critic_steps < self.critic_rounds:
-            raise ValueError(f'finetune.critic_rounds ({self.critic_rounds}) must be <= '
-                             f'critic_steps ({self.critic_steps})')
-        if not (self.eval_deterministic or self.eval_stochastic):
-            raise ValueError('finetune: at least one of eval_deterministic / eval_stochastic '
-                             'must be true (the run reports base and final returns)')
+        for name in ('critic_steps', 'actor_steps'):
+            value = getattr(self, name)
+            if value % self.critic_rounds:
+                raise ValueError(f'finetune.{name} ({value}) must be a multiple of '
+                                 f'critic_rounds ({self.critic_rounds})')
+        # Each member needs its own share of trajectories under the trajectory split.
+        if self.critic_split == 'trajectory' and self.mix_size < self.critic_ensemble:
+            raise ValueError(f'finetune: the round mix ({self.mix_size} trajectories) must '
+                             f'hold at least one per ensemble member ({self.critic_ensemble})')
+
+    @property
+    def mix_size(self) -> int:
+        """Trajectories per critic round."""
+        return self.round_trajectories or self.num_envs

@@ -17,6 +17,7 @@ import torch
 
 from rldt_train.policy import flow
 from rldt_train.policy.flow_policy import FlowPolicy
+from rldt_train.policy.flow_policy import state_of
 from rldt_train.rl.config import FinetuneConfig
 from rldt_train.rl.critic import QEnsemble
 from rldt_train.rl.critic import action_gradient
@@ -87,54 +88,86 @@ def rbf_field(x: torch.Tensor, a: torch.Tensor, grad_q: torch.Tensor, temperatur
 
 
 def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
-                obs: torch.Tensor, config: FinetuneConfig,
+                obs: torch.Tensor | dict[str, torch.Tensor], critic_obs: torch.Tensor,
+                config: FinetuneConfig,
                 action_box: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> dict[str, torch.Tensor]:
-    """RLDT actor losses for a batch of raw states obs (B, D).
+    """RLDT actor losses for a batch of B raw observations.
 
-    action_box: (low, high) (H, A) robot units; Q then scores the chunk clipped to it.
+    obs: the raw state (B, D) or a dict of observation fields (the policy encodes it ONCE per
+    state; features, not images, are repeated per particle). critic_obs: the critic's
+    standardized input for the same states (B, Dc). action_box: (low, high) (H, A) in robot
+    units; Q then scores the chunk clipped to it.
 
-    obs_rep below is the standardized state repeated per particle (B*P, D). Each state gets
-    P chains; their final actions are the particles, and each chain also
-    supplies one query point x_k with its own k ~ U{0..N-1}. Returns 'loss' (to minimise),
-    the terms 'rl', 'cons', 'fd', and detached diagnostics; 'v' is v_theta(x_k) (B*P, H, A)
-    with 'k' (B*P,), kept so the caller can read d loss / d v per denoising step; 'x_k',
-    'a_n', 'a_dag', 'phi' (B*P, H, A, detached) are the points the losses were built from.
+    Each state gets P stochastic chains; their final actions are the particles, and each chain
+    also supplies one query point x_k with its own k ~ U{0..N-1}. With
+    config.deterministic_query, each state also gets the chain from x_0 = 0 (the deterministic
+    sampling mode) as one more query: the same field phi at its a_dag, consistency to its own
+    final action, and the Fisher constraint at its own chain points. Without it nothing ever
+    trains the path the deterministic sampler takes (x_0 = 0 is far from the Gaussian's typical
+    set in H*A dimensions), and that mode drifts.
+
+    Returns 'loss' (to minimise), the terms 'rl', 'cons', 'fd', and detached diagnostics;
+    'v' is v_theta(x_k) (M, H, A) with 'k' (M,), M = B*P (+ B), kept so the caller can read
+    d loss / d v per denoising step; 'x_k', 'a_n', 'a_dag', 'phi' (M, H, A, detached) are the
+    points the losses were built from (stochastic rows first, then the deterministic ones).
     """
     steps, p = config.flow_steps, config.particles
-    batch = obs.shape[0]
-    obs_raw = obs.repeat_interleave(p, dim=0)                              # (B*P, D)
-    obs_rep = policy.normalize_obs(obs_raw)
-    rows = torch.arange(batch * p, device=obs.device)
-
-    bounds = None if action_box is None else flow_space_bounds(policy, *action_box, obs_raw)
-
-    def q_fn(a_n: torch.Tensor) -> torch.Tensor:
-        return critic(obs_rep, a_n, bounds)
-
-    # Euler chain, no gradient: the chain is data, not a path for backprop.
+    state = state_of(obs)
+    batch = state.shape[0]
+    shape = (policy.config.horizon, policy.config.action_dim)
+    cond = policy.encode(obs)                                              # (B, C)
     with torch.no_grad():
-        x0 = torch.randn(batch * p, policy.config.horizon, policy.config.action_dim,
-                         device=obs.device)
-        chain = policy.chain(obs_rep, x0, steps)                           # (N+1, B*P, H, A)
+        cond_ref = reference.encode(obs)
+    det = config.deterministic_query
+
+    def per_query(x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> one row per query: B*P stochastic rows, then B deterministic rows."""
+        rep = x.repeat_interleave(p, dim=0)
+        return torch.cat([rep, x]) if det else rep
+
+    state_q, critic_q = per_query(state), per_query(critic_obs)
+    bounds = None if action_box is None else flow_space_bounds(policy, *action_box, state_q)
+
+    def q_fn(a: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        b = None if bounds is None else (bounds[0][rows], bounds[1][rows])
+        return critic(critic_q[rows], a, b)
+
+    # Euler chains, no gradient: the chain is data, not a path for backprop.
+    x0 = torch.randn(batch * p, *shape, device=state.device)
+    if det:
+        x0 = torch.cat([x0, torch.zeros(batch, *shape, device=state.device)])
+    with torch.no_grad():
+        chain = policy.chain(per_query(cond.detach()), x0, steps)          # (N+1, M, H, A)
     a_n = chain[-1]
+    rows = torch.arange(a_n.shape[0], device=state.device)
 
     # Query points: k ~ U{0..N-1} per chain; v_theta here is the only thing with gradient.
-    k = torch.randint(0, steps, (batch * p,), device=obs.device)
-    tau = k.to(obs.dtype) / steps
+    k = torch.randint(0, steps, (a_n.shape[0],), device=state.device)
+    tau = k.to(state.dtype) / steps
     x_k = chain[k, rows]
-    v = policy.velocity(x_k, tau, obs_rep)
+    v = policy.velocity(x_k, tau, per_query(cond))
     # Expected target a_dag = x_k + (1 - tau) v_theta(x_k, tau, s), no gradient.
     a_dag = flow.expected_target(x_k, v.detach(), tau)
 
     # Transport field phi(a_dag), detached (action_gradient returns detached gradients).
     stats: dict[str, torch.Tensor] = {}
+    particles = slice(0, batch * p)
     if config.transport == 'rbf':
-        grad_q = action_gradient(q_fn, a_n)
-        shape = (batch, p) + a_n.shape[1:]
-        field = rbf_field(a_dag.reshape(shape), a_n.reshape(shape), grad_q.reshape(shape),
-                          config.temperature, config.alpha_min, config.alpha_max)
-        phi = field['phi'].reshape(a_n.shape)
+        grad_q = action_gradient(lambda a: q_fn(a, particles), a_n[particles])
+        queries = a_dag[particles].reshape(batch, p, *shape)
+        if det:
+            queries = torch.cat([queries, a_dag[batch * p:].reshape(batch, 1, *shape)], 1)
+        field = rbf_field(queries, a_n[particles].reshape(batch, p, *shape),
+                          grad_q.reshape(batch, p, *shape), config.temperature,
+                          config.alpha_min, config.alpha_max)
+
+        def flat(x: torch.Tensor) -> torch.Tensor:
+            """(B, Q, H, A) in query order -> rows (stochastic, then deterministic)."""
+            if not det:
+                return x.reshape(-1, *shape)
+            return torch.cat([x[:, :p].reshape(-1, *shape), x[:, p]])
+        phi = flat(field['phi'])
         stats['attraction_norm'] = field['attraction'].flatten(2).norm(dim=-1).mean()
         stats['repulsion_norm'] = field['repulsion'].flatten(2).norm(dim=-1).mean()
         stats['bandwidth'] = field['h'].mean()
@@ -147,23 +180,29 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     stats['phi_norm'] = phi.flatten(1).norm(dim=-1).mean()
 
     # Losses. N (1 - tau) = N - k, computed in integers so k = N-1 gives exactly 1.
-    n_minus_k = (steps - k).to(obs.dtype)
+    n_minus_k = (steps - k).to(state.dtype)
     loss_rl = -((v * phi).flatten(1).sum(-1) / n_minus_k).mean()
     one_step = x_k + (1.0 - tau)[:, None, None] * v
     loss_cons = ((one_step - a_n).flatten(1).pow(2).sum(-1) / n_minus_k.pow(2)).mean()
 
-    # Fisher constraint on the straight path to a_N with fresh noise and k' ~ U{0..N-1}.
-    k_fd = torch.randint(0, steps, (batch * p,), device=obs.device)
-    tau_fd = k_fd.to(obs.dtype) / steps
+    # Fisher constraint with k' ~ U{0..N-1}: stochastic rows on the straight path from fresh
+    # noise to a_N; deterministic rows at their own chain's points (the path that is deployed).
+    k_fd = torch.randint(0, steps, (a_n.shape[0],), device=state.device)
+    tau_fd = k_fd.to(state.dtype) / steps
     x_fd = flow.interpolate(torch.randn_like(a_n), a_n, tau_fd)
+    if det:
+        x_fd[batch * p:] = chain[k_fd[batch * p:], rows[batch * p:]]
     with torch.no_grad():
-        v_ref = reference.velocity(x_fd, tau_fd, obs_rep)
-    loss_fd = (policy.velocity(x_fd, tau_fd, obs_rep) - v_ref).flatten(1).pow(2).sum(-1).mean()
+        v_ref = reference.velocity(x_fd, tau_fd, per_query(cond_ref))
+    loss_fd = (policy.velocity(x_fd, tau_fd, per_query(cond)) - v_ref
+               ).flatten(1).pow(2).sum(-1).mean()
 
     loss = (loss_rl + config.consistency_weight * loss_cons
             + config.constraint_weight * loss_fd)
     with torch.no_grad():
-        stats['q_particles'] = q_fn(a_n).mean()
+        stats['q_particles'] = q_fn(a_n[particles], particles).mean()
+        if det:
+            stats['q_deterministic'] = q_fn(a_n[batch * p:], slice(batch * p, None)).mean()
     return {'loss': loss, 'rl': loss_rl, 'cons': loss_cons, 'fd': loss_fd, 'v': v, 'k': k,
             'x_k': x_k, 'a_n': a_n, 'a_dag': a_dag, 'phi': phi,
             **{name: value.detach() for name, value in stats.items()}}

@@ -60,7 +60,10 @@ class RewardScaler:
     """Scale = EMA of mean |r| per collected rollout; dense tasks train on r / scale.
 
     Dividing by a running magnitude keeps Q targets O(1 / (1 - gamma)) whatever the task's
-    reward units, so one critic learning rate fits all tasks.
+    reward units, so one critic learning rate fits all tasks. A rollout whose rewards are all
+    zero carries no magnitude (a sparse task before its first success, a paused env) and is
+    skipped: counting it would set the scale near 0 and multiply every reward by ~100 until
+    the EMA recovers.
     """
 
     def __init__(self, decay: float, enabled: bool):
@@ -71,14 +74,18 @@ class RewardScaler:
 
     def update(self, rewards: torch.Tensor) -> None:
         value = float(rewards.abs().mean())
-        # Bias-free start: the first rollout sets the scale instead of decaying from 0.
+        if value == 0.0:
+            return
+        # Bias-free start: the first informative rollout sets the scale instead of decaying
+        # from 0.
         self.ema_abs = value if self.updates == 0 else (
             self.decay * self.ema_abs + (1.0 - self.decay) * value)
         self.updates += 1
 
     @property
     def scale(self) -> float:
-        return max(self.ema_abs, 1e-8) if self.enabled else 1.0
+        """Divisor of the rewards: 1 until an informative rollout was seen, or when disabled."""
+        return self.ema_abs if self.enabled and self.updates > 0 else 1.0
 
     def state_dict(self) -> dict:
         return {'ema_abs': self.ema_abs, 'updates': self.updates}

@@ -11,9 +11,8 @@ TINY = DemoSettings(
     overrides=['collect.episodes=20', 'pretrain.steps=200', 'policy.hidden_dim=64',
                'finetune.iterations=2', 'finetune.warmup_iterations=1', 'finetune.num_envs=2',
                'finetune.rollout_steps=8', 'finetune.critic_steps=8', 'finetune.critic_rounds=1',
-               'finetune.critic_batch_size=32', 'finetune.actor_steps=2',
-               'finetune.actor_batch_size=8', 'finetune.particles=4',
-               'finetune.eval_episodes=4', 'finetune.replay_rollouts=2'],
+               'finetune.actor_steps=2', 'finetune.particles=4', 'finetune.eval_episodes=4',
+               'finetune.final_eval_episodes=4', 'finetune.replay_rollouts=2'],
     eval_episodes=4, ros_episodes=1, latency_runs=50)
 
 

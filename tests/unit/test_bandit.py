@@ -6,15 +6,18 @@ so the base policy earns ~0.03. RLDT (critic on sampled rewards, transport field
 losses, `previous` reference) must move the density onto the bumps, raising the mean reward
 by a margin far outside sampling noise, and keep both modes populated.
 
-The learning rates are larger than the Gym defaults so the test stays cheap (~4 s of CPU per
-transport); the method (losses, field, exploration, TD targets) is the real one.
+The learning rates are larger than the Gym defaults so the test stays cheap (a few seconds of
+CPU per transport); everything else is the real learner: RLDTLearner.act (exploration),
+RolloutReplay, and RLDTLearner.update (critic rounds with TD targets from the target nets,
+the transport field, the three losses, the `previous` reference).
 
-Measured (seeds 1-3, this toy): with the default temperature 0.001 the rbf repulsion is too weak
-and the heavier mode slowly absorbs the other (a_dag at early k is the posterior mean, which
-sits on the heavier side of the valley, so phi there pushes every chain the same way). With
-temperature 0.1 both peaks keep >= 14% of the samples in every seed, at a lower mean reward
-(~0.5) than a collapsed policy (~0.95). delta has no repulsion and collapses in 2 of 3 seeds,
-so only its reward gain is asserted; its coverage is printed.
+Measured (seeds 1-3, this toy, SiLU critic): rbf with temperature 0.1 reaches a mean reward
+of ~0.35-0.36 and keeps 16-23% of the samples on EACH peak in every seed; delta has no
+repulsion and reaches 0.54-0.86 by collapsing onto one peak in 2 of 3 seeds, so only its
+reward gain is asserted. With the default temperature 0.001 the repulsion is too weak for this
+toy (a_dag at early k is the posterior mean, on the heavier side of the valley) and one mode
+slowly absorbs the other. A ReLU critic fits the narrow bumps faster here (rbf 0.63, delta 0.98,
+collapsed); on Hopper its piecewise-constant grad_a Q was the problem (docs/architecture.md 6).
 """
 import copy
 import math
@@ -25,12 +28,8 @@ import torch
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import PolicyConfig
 from rldt_train.rl.config import FinetuneConfig
-from rldt_train.rl.critic import QEnsemble
-from rldt_train.rl.critic import make_target
-from rldt_train.rl.critic import polyak_update
-from rldt_train.rl.rldt import explore
-from rldt_train.rl.rldt import rldt_losses
-from rldt_train.rl.td import td_lambda_targets
+from rldt_train.rl.learner import RLDTLearner
+from rldt_train.rl.replay import RolloutReplay
 
 PEAK_X, PEAK_SLOPE, REWARD_WIDTH, DATA_OFFSET, DATA_STD = 0.5, 0.4, 0.15, 0.35, 0.1
 ON_PEAK_RADIUS = 0.2
@@ -89,48 +88,29 @@ def bc_policy() -> FlowPolicy:
 def finetune_bandit(base: FlowPolicy, transport: str, seed: int = 1, iterations: int = ITERATIONS,
                     actor_lr: float = 1e-3, window: int = 8, critic_steps: int = 50,
                     actor_steps: int = 10, temperature: float = 0.001) -> FlowPolicy:
+    """The real learner (act, replay, update) on one-step episodes: one env per context."""
     torch.manual_seed(seed)
-    policy = copy.deepcopy(base)
-    reference = copy.deepcopy(base).requires_grad_(False)
     config = FinetuneConfig(flow_steps=N, particles=8, transport=transport,
-                            temperature=temperature)
-    critic = QEnsemble(1, 2, ensemble=2, hidden_dim=64, depth=2)
-    critic_target = make_target(critic)
-    critic_opt = torch.optim.Adam(critic.parameters(), 1e-3)
-    actor_opt = torch.optim.Adam(policy.parameters(), actor_lr)
-    obs_buf, act_buf, rew_buf = [], [], []
+                            temperature=temperature, num_envs=BATCH, rollout_steps=1,
+                            critic_hidden_dim=64, critic_depth=2, critic_lr=3e-3,
+                            critic_rounds=5, critic_steps=critic_steps, actor_steps=actor_steps,
+                            actor_lr=actor_lr, actor_lr_warmup_steps=1, polyak=0.9,
+                            replay_rollouts=window, round_trajectories=2 * BATCH,
+                            bootstrap_actions=1, reward_scale='none',
+                            deterministic_query=False)
+    box = (torch.full((1, 2), -2.0), torch.full((1, 2), 2.0))
+    learner = RLDTLearner(copy.deepcopy(base), config, box, critic_obs_dim=1)
+    replay = RolloutReplay(window, torch.device('cpu'))
+    done = torch.ones(1, BATCH, dtype=torch.bool)
     for iteration in range(iterations):
-        # Collect as run_finetune does: raw states, executed actions in the flow space.
-        with torch.no_grad():
-            s = torch.rand(BATCH, 1) * 2 - 1
-            a_n, _ = explore(policy.chain(policy.normalize_obs(s), torch.randn(BATCH, 1, 2), N))
-            r = reward(s[:, 0], policy.unnormalize_actions(a_n)[:, 0])
-        obs_buf = obs_buf[1 - window:] + [s]
-        act_buf = act_buf[1 - window:] + [a_n]
-        rew_buf = rew_buf[1 - window:] + [r]
-        obs, act, rew = torch.cat(obs_buf), torch.cat(act_buf), torch.cat(rew_buf)
-        done = torch.ones(1, len(rew), dtype=torch.bool)
-        # One-step episodes: the TD target is the reward itself.
-        target = td_lambda_targets(rew[None], torch.zeros(1, len(rew)), done, done, 0.99,
-                                   0.0)[0]
-        for _ in range(critic_steps):
-            idx = torch.randint(0, len(rew), (256,))
-            q = critic(policy.normalize_obs(obs[idx]), act[idx])
-            loss = (q - target[idx]).pow(2).mean(1).sum()
-            critic_opt.zero_grad()
-            loss.backward()
-            critic_opt.step()
-            polyak_update(critic_target, critic, 0.9)
-        if iteration < 2:           # critic-only warm-up iterations
-            continue
-        for _ in range(actor_steps):
-            idx = torch.randint(0, len(rew), (64,))
-            out = rldt_losses(policy, reference, critic, obs[idx], config)
-            actor_opt.zero_grad()
-            out['loss'].backward()
-            actor_opt.step()
-        reference.load_state_dict(policy.state_dict())
-    return policy
+        s = torch.rand(BATCH, 1) * 2 - 1
+        chunk, chunk_flow, _ = learner.act({'state': s})
+        replay.add({'obs/state': s[None], 'next_obs/state': s[None], 'chunk': chunk_flow[None],
+                    'reward': reward(s[:, 0], chunk[:, 0])[None], 'terminated': done,
+                    'episode_end': done, 'success': torch.zeros_like(done)})
+        # One-step episodes: the TD target is the reward itself. Two critic-only iterations.
+        learner.update(replay, train_actor=iteration >= 2)
+    return learner.policy
 
 
 @pytest.mark.parametrize('transport', ['rbf', 'delta'])
@@ -143,9 +123,9 @@ def test_rldt_moves_density_onto_both_reward_peaks(bc_policy, transport):
           f'{before["mode_right"]:.2f}/{before["mode_left"]:.2f} -> '
           f'{after["mode_right"]:.2f}/{after["mode_left"]:.2f}')
     assert before['reward'] < 0.1
-    # A gain of 0.3 is > 40 standard errors of the two means: no seed gives it by chance.
+    # A gain of 0.25 is > 30 standard errors of the two means: no seed gives it by chance.
     gain = after['reward'] - before['reward']
-    assert gain > 0.3
+    assert gain > 0.25
     assert gain / math.hypot(before['stderr'], after['stderr']) > 20
     if transport == 'rbf':
         assert min(after['mode_right'], after['mode_left']) > 0.1

@@ -35,7 +35,7 @@ def test_cuda_graph_sampler_matches_cpu(exported_model):
 @needs_torch_cuda
 def test_finetune_smoke_on_cuda(tmp_path, bc_checkpoint):
     from rldt_train.config import load_config
-    from rldt_train.rl.finetune import run_finetune
+    from rldt_train.finetune import run_finetune
     config = load_config('config/train/smoke_cube_push.yaml',
                          ['device=cuda', 'policy.hidden_dim=256', 'policy.depth=3',
                           'policy.sampler_steps=8', 'finetune.flow_steps=8'])

@@ -13,12 +13,18 @@ from rldt_train.rl.critic import QEnsemble
 from rldt_train.rl.critic import action_gradient
 from rldt_train.rl.rldt import explore
 from rldt_train.rl.rldt import grad_norm_per_step
+from rldt_train.rl.rldt import rbf_field
 from rldt_train.rl.rldt import rldt_losses
 
 OBS_DIM, H, A, N = 3, 2, 2, 4
 
 
-def _setup(transport='rbf', seed=0):
+def _losses(policy, reference, critic, obs, config, box=None):
+    """rldt_losses with the critic reading the policy's standardized state."""
+    return rldt_losses(policy, reference, critic, obs, policy.normalize_obs(obs), config, box)
+
+
+def _setup(transport='rbf', seed=0, deterministic_query=False):
     torch.manual_seed(seed)
     policy = FlowPolicy(PolicyConfig(obs_dim=OBS_DIM, action_dim=A, horizon=H, hidden_dim=32,
                                      depth=2, time_embed_dim=8, sampler_steps=N))
@@ -28,7 +34,8 @@ def _setup(transport='rbf', seed=0):
         for p in reference.parameters():
             p.add_(0.05 * torch.randn_like(p))
     critic = QEnsemble(OBS_DIM, H * A, ensemble=2, hidden_dim=32, depth=2)
-    config = FinetuneConfig(flow_steps=N, particles=4, transport=transport, temperature=0.05)
+    config = FinetuneConfig(flow_steps=N, particles=4, transport=transport, temperature=0.05,
+                            deterministic_query=deterministic_query)
     return policy, reference, critic, config
 
 
@@ -49,7 +56,7 @@ def test_gradient_of_v_matches_loss_weights_and_detached_field(transport):
     1/(N-k)^2, this analytic gradient would not match autograd's.
     """
     policy, reference, critic, config = _setup(transport)
-    out = rldt_losses(policy, reference, critic, torch.randn(6, OBS_DIM), config)
+    out = _losses(policy, reference, critic, torch.randn(6, OBS_DIM), config)
     out['v'].retain_grad()
     out['loss'].backward()
     m = out['v'].shape[0]
@@ -68,7 +75,7 @@ def test_only_policy_receives_gradient_and_only_at_sampled_points():
     calls = []
     policy.velocity_net.register_forward_hook(
         lambda module, args, output: calls.append((args[0].shape[0], output.requires_grad)))
-    out = rldt_losses(policy, reference, critic, torch.randn(5, OBS_DIM), config)
+    out = _losses(policy, reference, critic, torch.randn(5, OBS_DIM), config)
     out['loss'].backward()
     # N chain calls without gradient, then v_theta(x_k) and v_theta(x') with gradient.
     assert [g for _, g in calls] == [False] * N + [True, True]
@@ -82,7 +89,7 @@ def test_only_policy_receives_gradient_and_only_at_sampled_points():
 
 def test_a_dag_is_the_one_step_estimate():
     policy, reference, critic, config = _setup()
-    out = rldt_losses(policy, reference, critic, torch.randn(4, OBS_DIM), config)
+    out = _losses(policy, reference, critic, torch.randn(4, OBS_DIM), config)
     tau = out['k'].float() / N
     assert torch.allclose(out['a_dag'], flow.expected_target(out['x_k'], out['v'], tau))
 
@@ -90,7 +97,7 @@ def test_a_dag_is_the_one_step_estimate():
 def test_delta_field_is_grad_q_at_the_query():
     policy, reference, critic, config = _setup('delta')
     obs = torch.randn(4, OBS_DIM)
-    out = rldt_losses(policy, reference, critic, obs, config)
+    out = _losses(policy, reference, critic, obs, config)
     obs_rep = obs.repeat_interleave(config.particles, dim=0)
     # Identity normalizers here: flow space == robot units, so phi is plain grad_a Q.
     assert torch.allclose(out['phi'], action_gradient(lambda a: critic(obs_rep, a),
@@ -101,7 +108,7 @@ def test_delta_field_is_grad_q_at_the_query():
 def test_constraint_vanishes_when_reference_equals_policy():
     policy, _, critic, config = _setup()
     reference = copy.deepcopy(policy).requires_grad_(False)
-    out = rldt_losses(policy, reference, critic, torch.randn(4, OBS_DIM), config)
+    out = _losses(policy, reference, critic, torch.randn(4, OBS_DIM), config)
     assert out['fd'].item() == pytest.approx(0.0, abs=1e-10)
 
 
@@ -110,7 +117,7 @@ def test_consistency_is_zero_for_queries_at_the_last_step():
     policy, reference, critic, config = _setup()
     obs = torch.randn(3, OBS_DIM)
     torch.manual_seed(1)
-    out = rldt_losses(policy, reference, critic, obs, config)
+    out = _losses(policy, reference, critic, obs, config)
     last = out['k'] == N - 1
     assert last.any()
     tau = out['k'].float()[:, None, None] / N
@@ -159,8 +166,113 @@ def test_action_box_clamps_the_critic_input_per_state():
     obs = torch.randn(3, OBS_DIM)
     box = (torch.full((H, A), -0.05), torch.full((H, A), 0.05))
     torch.manual_seed(4)
-    out = rldt_losses(policy, reference, critic, obs, config, box)
+    out = _losses(policy, reference, critic, obs, config, box)
     obs_rep = obs.repeat_interleave(config.particles, dim=0)
     expected = action_gradient(lambda a: critic(obs_rep, a.clamp(-0.05, 0.05)), out['a_dag'])
     assert torch.allclose(out['phi'], expected)
     assert (out['a_dag'].abs() > 0.05).any()
+
+
+def _non_identity(policy: FlowPolicy) -> FlowPolicy:
+    """Shifted and scaled normalizers: flow space, robot units and critic input all differ."""
+    policy.fit_normalizers(2.0 + 3.0 * torch.randn(256, OBS_DIM),
+                           0.4 + 0.1 * torch.rand(256, H, A))
+    return policy
+
+
+@pytest.mark.parametrize('deterministic_query', [False, True])
+def test_rbf_field_reads_grad_q_at_the_final_particles_not_at_a_dag(deterministic_query):
+    """phi(a_dag) = (1/P) sum_j k(a_dag, a_j) grad Q(a_j) + repulsion, with grad Q taken at the
+    particles a_j (final actions, flow space) for the state's own critic input."""
+    policy, reference, _, config = _setup('rbf', deterministic_query=deterministic_query)
+    _non_identity(policy)
+    # A strongly curved critic: its gradient at a_dag and at a_j differ clearly.
+    critic = QEnsemble(OBS_DIM, H * A, ensemble=2, hidden_dim=32, depth=2, init_std=0.7)
+    obs = 2.0 + 3.0 * torch.randn(3, OBS_DIM)
+    critic_obs = torch.randn(3, OBS_DIM)                  # the critic's own input space
+    out = rldt_losses(policy, reference, critic, obs, critic_obs, config)
+    p, b = config.particles, 3
+    a_n = out['a_n'][:b * p]
+    grad_at_particles = action_gradient(
+        lambda a: critic(critic_obs.repeat_interleave(p, 0), a), a_n)
+    queries = out['a_dag'][:b * p].reshape(b, p, H, A)
+    if deterministic_query:
+        queries = torch.cat([queries, out['a_dag'][b * p:].reshape(b, 1, H, A)], 1)
+    expected = rbf_field(queries, a_n.reshape(b, p, H, A), grad_at_particles.reshape(b, p, H, A),
+                         config.temperature, config.alpha_min, config.alpha_max)['phi']
+    phi = out['phi'][:b * p].reshape(b, p, H, A)
+    assert torch.allclose(phi, expected[:, :p], atol=1e-6)
+    if deterministic_query:
+        assert torch.allclose(out['phi'][b * p:], expected[:, p], atol=1e-6)
+    # Reading the gradient at a_dag instead would give another field.
+    grad_at_queries = action_gradient(
+        lambda a: critic(critic_obs.repeat_interleave(p, 0), a), out['a_dag'][:b * p])
+    wrong = rbf_field(queries[:, :p], a_n.reshape(b, p, H, A),
+                      grad_at_queries.reshape(b, p, H, A), config.temperature,
+                      config.alpha_min, config.alpha_max)['phi']
+    assert (phi - wrong).abs().max() > 1e-2        # vs the 1e-6 agreement above
+
+
+def _constant_velocity(policy: FlowPolicy, value: torch.Tensor) -> FlowPolicy:
+    """v(x, tau, s) = value for every input: all weights 0, the output bias = value."""
+    with torch.no_grad():
+        for param in policy.velocity_net.parameters():
+            param.zero_()
+        policy.velocity_net.head.bias.copy_(value.flatten())
+    return policy
+
+
+@pytest.mark.parametrize('deterministic_query', [False, True])
+def test_losses_match_hand_computed_values_for_constant_fields(deterministic_query):
+    """v_theta = b1 and v_ref = b2 everywhere, a linear critic Q = <g, a>, delta field:
+    L_fd = ||b1 - b2||^2, L_cons = 0 (straight chains land where a_dag says),
+    L_rl = -<b1, g> mean(1 / (N - k))."""
+    policy, reference, _, config = _setup('delta', deterministic_query=deterministic_query)
+    b1, b2 = torch.randn(H, A), torch.randn(H, A)
+    g = torch.randn(H, A)
+    _constant_velocity(policy, b1)
+    _constant_velocity(reference, b2)
+
+    def linear_critic(obs_n, chunk, bounds=None):
+        return (chunk * g).flatten(1).sum(-1).expand(2, -1)
+    out = rldt_losses(policy, reference, linear_critic, torch.randn(4, OBS_DIM),
+                      torch.randn(4, OBS_DIM), config)
+    rows = 4 * (config.particles + deterministic_query)
+    assert out['k'].shape == (rows,)
+    assert out['fd'].item() == pytest.approx((b1 - b2).pow(2).sum().item(), rel=1e-5)
+    assert out['cons'].item() == pytest.approx(0.0, abs=1e-10)
+    expected_rl = -(b1 * g).sum() * (1.0 / (N - out['k']).float()).mean()
+    assert out['rl'].item() == pytest.approx(expected_rl.item(), rel=1e-5)
+    total = out['rl'] + config.consistency_weight * out['cons'] + 0.2 * out['fd']
+    assert out['loss'].item() == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_deterministic_query_rows_follow_the_zero_noise_chain():
+    policy, reference, critic, config = _setup('rbf', deterministic_query=True)
+    obs = torch.randn(3, OBS_DIM)
+    out = _losses(policy, reference, critic, obs, config)
+    p = config.particles
+    assert out['a_n'].shape[0] == 3 * (p + 1)
+    with torch.no_grad():
+        zero_chain = policy.chain(policy.encode(obs), torch.zeros(3, H, A), N)
+    assert torch.allclose(out['a_n'][3 * p:], zero_chain[-1], atol=1e-6)
+    rows = torch.arange(3)
+    assert torch.allclose(out['x_k'][3 * p:], zero_chain[out['k'][3 * p:], rows], atol=1e-6)
+    assert 'q_deterministic' in out
+
+
+@pytest.mark.parametrize('transport', ['rbf', 'delta'])
+def test_gradient_of_v_with_deterministic_queries(transport):
+    """The analytic gradient of the loss w.r.t. v holds for the deterministic rows too."""
+    policy, reference, critic, config = _setup(transport, deterministic_query=True)
+    out = _losses(policy, reference, critic, torch.randn(5, OBS_DIM), config)
+    out['v'].retain_grad()
+    out['loss'].backward()
+    m = out['v'].shape[0]
+    n_minus_k = (N - out['k']).float()[:, None, None]
+    tau = out['k'].float()[:, None, None] / N
+    one_step = out['x_k'] + (1 - tau) * out['v'].detach()
+    expected = (-out['phi'] / n_minus_k
+                + config.consistency_weight * 2 * (one_step - out['a_n']) * (1 - tau)
+                / n_minus_k ** 2) / m
+    assert torch.allclose(out['v'].grad, expected, atol=1e-7, rtol=1e-4)

@@ -67,46 +67,81 @@ def test_reward_scaler_ema_and_state():
     assert RewardScaler(decay=0.5, enabled=False).scale == 1.0
 
 
+def test_reward_scaler_skips_all_zero_rollouts():
+    """A sparse task's first rollouts are all zeros: they must not set the scale near 0 (and
+    multiply every later reward by ~100)."""
+    scaler = RewardScaler(decay=0.99, enabled=True)
+    scaler.update(torch.zeros(64))
+    assert scaler.scale == 1.0 and scaler.updates == 0
+    scaler.update(torch.tensor([0.0, 0.5]))
+    assert scaler.scale == pytest.approx(0.25)
+    scaler.update(torch.zeros(64))
+    assert scaler.scale == pytest.approx(0.25)
+
+
 def _segment(steps, envs, value):
-    return {'obs': torch.full((steps, envs, 3), value), 'chunk': torch.full((steps, envs, 2, 1),
-                                                                            value),
+    """A segment whose every field holds `value` (and the env index in obs[..., 1])."""
+    obs = torch.full((steps, envs, 3), value)
+    obs[..., 1] = torch.arange(envs, dtype=torch.float32)
+    return {'obs/state': obs, 'next_obs/state': obs + 1,
+            'chunk': torch.full((steps, envs, 2, 1), value),
             'reward': torch.full((steps, envs), value),
-            'next_obs': torch.full((steps, envs, 3), value),
             'terminated': torch.zeros(steps, envs, dtype=torch.bool),
             'episode_end': torch.zeros(steps, envs, dtype=torch.bool),
             'success': torch.zeros(steps, envs, dtype=torch.bool)}
 
 
-def test_replay_ring_fresh_fraction_and_roundtrip():
-    replay = RolloutReplay(3, 4, 2, 3, (2, 1), torch.device('cpu'))
+def test_replay_ring_keeps_trajectories_whole_with_a_fresh_share():
+    replay = RolloutReplay(3, torch.device('cpu'))
     for value in range(5):
-        replay.add(_segment(4, 2, float(value)))
-    assert replay.filled == 3
-    # Slots hold segments 3, 4, 2; the newest is segment 4.
-    assert sorted(replay.view('reward')[:, 0, 0].tolist()) == [2.0, 3.0, 4.0]
-    idx = replay.sample(1000, 0.4, balance_success=False)
-    rewards = replay.view('reward').reshape(-1)[idx]
-    assert (rewards[:400] == 4.0).all()
-    assert set(rewards[400:].tolist()) == {2.0, 3.0, 4.0}
+        replay.add(_segment(4, 10, float(value)))
+    assert replay.filled == 3 and (replay.steps, replay.num_envs) == (4, 10)
+    mix = replay.sample_trajectories(10, 0.4, balance_success=False,
+                                     generator=torch.Generator().manual_seed(0))
+    rewards = mix['reward']                                    # (T, M): time first
+    assert rewards.shape == (4, 10)
+    # Every trajectory is one segment's env, whole: constant over time.
+    assert torch.equal(rewards, rewards[:1].expand_as(rewards))
+    assert torch.equal(mix['obs/state'][..., 0], rewards)
+    # max(0.4, 1/3) of 10 = 4 fresh (segment 4), the rest from segments 2 and 3, all distinct.
+    assert rewards[0].tolist().count(4.0) == 4
+    assert set(rewards[0, 4:].tolist()) <= {2.0, 3.0}
+    pairs = set(zip(rewards[0].tolist(), mix['obs/state'][0, :, 1].tolist()))
+    assert len(pairs) == 10
+    assert torch.equal(mix['next_obs/state'], mix['obs/state'] + 1)
+
+
+def test_replay_state_roundtrip_and_young_replay():
+    replay = RolloutReplay(3, torch.device('cpu'))
+    replay.add(_segment(2, 4, 7.0))
+    # One segment stored: the mix is every fresh trajectory (no old ones exist yet).
+    mix = replay.sample_trajectories(8, 0.33, balance_success=False)
+    assert mix['reward'].shape == (2, 4)
     buffer = io.BytesIO()
     torch.save(replay.state_dict(), buffer)
     buffer.seek(0)
-    restored = RolloutReplay(3, 4, 2, 3, (2, 1), torch.device('cpu'))
+    restored = RolloutReplay(3, torch.device('cpu'))
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert restored.ptr == replay.ptr and restored.count == replay.count
-    assert torch.equal(restored.view('obs'), replay.view('obs'))
+    assert torch.equal(restored.data['obs/state'], replay.data['obs/state'])
+    with pytest.raises(ValueError, match='fields'):
+        replay.add({k: v for k, v in _segment(2, 4, 1.0).items() if k != 'chunk'})
 
 
 def test_replay_balances_success_and_failure():
-    replay = RolloutReplay(2, 10, 1, 3, (2, 1), torch.device('cpu'))
-    segment = _segment(10, 1, 0.0)
-    segment['success'][0, 0] = True
-    segment['episode_end'][0, 0] = True      # a one-step successful episode, nine failures
-    replay.add(segment)
+    replay = RolloutReplay(3, torch.device('cpu'))
+    old = _segment(5, 20, 0.0)
+    old['success'][2, 0] = True          # one successful trajectory among 20
+    replay.add(old)
+    replay.add(_segment(5, 20, 1.0))
     torch.manual_seed(0)
-    idx = replay.sample(2000, 0.0, balance_success=True)
-    share = replay.view('success').reshape(-1)[idx].float().mean().item()
-    assert share == pytest.approx(0.5, abs=0.05)
+    shares = []
+    for _ in range(200):
+        mix = replay.sample_trajectories(2, 0.5, balance_success=True)
+        shares.append(float(mix['success'][:, 1].any()))     # 1 fresh, then 1 old trajectory
+    # Success-balanced: half of the old draws are the one successful trajectory (1/20 by
+    # chance).
+    assert sum(shares) / len(shares) == pytest.approx(0.5, abs=0.08)
 
 
 def test_critic_shapes_init_polyak_and_action_gradient():
