@@ -1,4 +1,4 @@
-"""`rldt-train {collect,pretrain,finetune,eval,export,demo}`: the training side's command line.
+"""`rldt-train {collect,pretrain,finetune,eval,export,benchmark,demo}`: the training side's CLI.
 
 Every command takes `--config config/train/<task>.yaml` plus `key=value` overrides
 (e.g. `pretrain.steps=2000 seed=3`), and prints a short summary table at the end.
@@ -106,6 +106,15 @@ def cmd_export(args) -> dict:
             'deterministic': card.raw['sampler']['deterministic']}
 
 
+def cmd_benchmark(args) -> dict:
+    from rldt_train.benchmark import run_benchmark
+    if args.config is None:
+        raise SystemExit('benchmark needs --config config/train/<task>.yaml')
+    config = load_config(args.config, args.overrides)
+    out = args.out or Path('reports') / 'benchmark' / args.config.stem
+    return run_benchmark(config, args.config, args.overrides, args.seeds, out, args.jobs)
+
+
 def cmd_demo(args) -> dict:
     from rldt_train.demo import run_demo
     return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros)
@@ -156,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='sampling mode to deploy (written into the card; default: the mode '
                    'the fine-tuning run chose, else stochastic)')
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('benchmark', help='collect -> BC -> RLDT for several seeds, one table')
+    _add_config_args(p)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--jobs', type=int, default=2, help='seeds run at once (one core each)')
+    p.add_argument('--out', type=Path, help='report folder (default reports/benchmark/<config>)')
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser('demo', help='the whole pipeline on the built-in task')
     p.add_argument('--full', action='store_true', help='larger settings (longer, better)')
