@@ -332,6 +332,7 @@ def _log_iteration(writer, run: dict, stats: dict, drift: dict, finished: list,
         'charts/reference_is_previous': float(cfg.reference == 'previous'),
         'losses/critic': stats['critic_loss'], 'critic/q_mean': stats['q_mean'],
         'critic/target_mean': stats['target_mean'], 'critic/td_error': stats['td_error'],
+        'critic/target_staleness': stats.get('target_staleness', float('nan')),
         'field/drift_deterministic': drift['deterministic'],
         'field/drift_stochastic': drift['stochastic'],
     }

@@ -115,6 +115,7 @@ class RLDTLearner:
         critic_per_round = cfg.critic_steps // cfg.critic_rounds
         actor_per_round = cfg.actor_steps // cfg.critic_rounds if train_actor else 0
         critic_sums = torch.zeros(4, device=self.action_box[0].device)
+        staleness = []
         actor_sums: dict[str, torch.Tensor] = {}
         grad_per_k = torch.zeros(cfg.flow_steps, device=self.action_box[0].device)
         grad_norm = 0.0
@@ -124,7 +125,12 @@ class RLDTLearner:
             round_data = self.prepare_round(mix)
             for step in range(critic_per_round):
                 if step % cfg.target_refresh_steps == 0:
-                    targets = self.td_targets(round_data)
+                    fresh = self.td_targets(round_data)
+                    if step > 0:
+                        # How far the moving target nets carried the targets since the last
+                        # refresh: what reusing them for target_refresh_steps steps costs.
+                        staleness.append((fresh - targets).abs().mean())
+                    targets = fresh
                 critic_sums += self.critic_step(round_data, targets)
             for _ in range(actor_per_round):
                 out, norm = self.actor_step(round_data)
@@ -137,6 +143,8 @@ class RLDTLearner:
             self.reference.load_state_dict(self.policy.state_dict())
         stats = dict(zip(('critic_loss', 'q_mean', 'target_mean', 'td_error'),
                          (critic_sums / max(cfg.critic_steps, 1)).tolist()))
+        if staleness:
+            stats['target_staleness'] = float(torch.stack(staleness).mean())
         n_actor = actor_per_round * cfg.critic_rounds
         if n_actor:
             stats.update({f'actor_{k}': float(v) / n_actor for k, v in actor_sums.items()})
