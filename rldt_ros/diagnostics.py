@@ -29,19 +29,23 @@ class Window:
 
 
 def health(mode: str, ever_sent: bool, estop_reason: str | None, problems: list[str],
-           stale: list[str]) -> tuple[int, str]:
+           stale: list[str], rearm_needed: bool = False) -> tuple[int, str]:
     """(level, message) for /diagnostics.
 
-    ERROR: e-stop latched, an observation that cannot be built (missing joint, bad encoding), or
-    commands stopped after having run (the robot is no longer driven). WARN: holding the last
+    ERROR: e-stop latched, an observation that cannot be built or is implausible (missing
+    joint, bad encoding, a reading outside the joint's limits), or commands stopped after having
+    run (the robot is no longer driven; the message says how to re-arm). WARN: holding the last
     command, or not started yet. OK: commands flow.
     """
     if estop_reason is not None:
-        return ERROR, f'e-stop latched: {estop_reason}'
+        return ERROR, f'e-stop latched: {estop_reason}; release with ~/reset_estop'
     if problems:
         return ERROR, '; '.join(problems)
     if mode == 'stop':
         why = f'stale observations: {", ".join(stale)}' if stale else 'no actions'
+        if rearm_needed:
+            now = why if stale else 'data healthy again'
+            return ERROR, f'stopped after a fault ({now}); stays stopped until ~/rearm'
         if ever_sent:
             return ERROR, f'stopped ({why})'
         return WARN, f'waiting ({why})'
