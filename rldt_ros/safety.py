@@ -145,8 +145,6 @@ class Watchdog:
 
     def update(self, now_s: float, healthy: bool, have_last: bool) -> Mode:
         """healthy: fresh observations and an action for this tick. have_last: a command exists."""
-        if self.latched and healthy and self.auto_resume:
-            self.latched = False
         if healthy and not self.latched:
             self._bad_since = None
             self.mode = Mode.RUN
@@ -155,7 +153,7 @@ class Watchdog:
             self._bad_since = now_s
         hold = (not self.latched and have_last and self.mode is not Mode.STOP
                 and now_s - self._bad_since <= self.grace_s)
-        if not hold and self.mode is not Mode.STOP:
+        if not hold and self.mode is not Mode.STOP and not self.auto_resume:
             self.latched = True  # it ran (or held) and now stops: an operator must re-arm
         self.mode = Mode.HOLD if hold else Mode.STOP
         return self.mode
