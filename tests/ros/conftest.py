@@ -40,9 +40,9 @@ _DOMAINS = itertools.count(1 + os.getpid() % 50)
 
 def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=CUBE_LOW,
                high=CUBE_HIGH, chunk_length=4, steps_per_chunk=2, rate_hz=20.0, cameras=(),
-               bias=0.0, image_gain=0.0, task='cube_push') -> Path:
+               bias=0.0, image_gain=0.0, task='cube_push', noise_gain=0.0) -> Path:
     """A model folder whose graph is exact and cheap: actions[b, h, a] = obs_state[b, a] + bias
-    + image_gain * mean(R channel of obs_<camera 0>) / 255 + 0 * noise.
+    + image_gain * mean(R channel of obs_<camera 0>) / 255 + noise_gain * noise.
 
     Holding the current joint positions (bias 0) keeps a simulated arm still, so a closed loop
     with it must stay finite and inside limits; the image term lets a test check colour decoding.
@@ -56,7 +56,7 @@ def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=CUBE
             helper.make_tensor('axes', TensorProto.INT64, [1], [1]),
             helper.make_tensor('unsq', TensorProto.INT64, [1], [1]),
             helper.make_tensor('bias', TensorProto.FLOAT, [1], [bias]),
-            helper.make_tensor('zero', TensorProto.FLOAT, [1], [0.0])]
+            helper.make_tensor('zero', TensorProto.FLOAT, [1], [noise_gain])]
     nodes = [helper.make_node('Slice', ['obs_state', 'starts', 'ends', 'axes'], ['pos']),
              helper.make_node('Unsqueeze', ['pos', 'unsq'], ['pos3']),
              helper.make_node('Add', ['pos3', 'bias'], ['target']),
