@@ -36,7 +36,8 @@ def test_sim_overlay_holds_only_differences():
     base = defaults(POLICY_PARAMETERS)
     assert set(overlay) <= set(base)
     assert all(overlay[k] != base[k] for k in overlay), 'an overlay entry equals the default'
-    assert overlay == {'enable_control': True, 'max_delta_per_tick': 1.0, 'auto_resume': True}
+    assert overlay == {'enable_control': True, 'max_delta_per_tick': 1.0, 'auto_resume': True,
+                       'max_joint_velocity': 30.0}
     assert set(load_yaml(CONFIG / 'policy_sim.yaml')) == {'policy_node'}
 
 
