@@ -28,6 +28,17 @@ class Window:
         return {'p50': float(p50), 'p99': float(p99)}
 
 
+def flatten(stats: dict) -> dict[str, str]:
+    """{key: text} for DiagnosticStatus.values: nested groups become 'group.key'."""
+    flat = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            flat.update({f'{key}.{k}': str(v) for k, v in value.items()})
+        else:
+            flat[key] = str(value)
+    return flat
+
+
 def health(mode: str, ever_sent: bool, estop_reason: str | None, problems: list[str],
            stale: list[str], rearm_needed: bool = False) -> tuple[int, str]:
     """(level, message) for /diagnostics.

@@ -38,7 +38,6 @@ from rldt_ros import diagnostics
 from rldt_ros import joint_limits
 from rldt_ros.chunking import ActionQueue
 from rldt_ros.model_card import load_model_card
-from rldt_ros.model_card import ModelCard
 from rldt_ros.observation import decode_image
 from rldt_ros.observation import JointStateMapper
 from rldt_ros.observation import LatestCache
@@ -48,6 +47,7 @@ from rldt_ros.observation import to_model_rgb
 from rldt_ros.parameters import check_value
 from rldt_ros.parameters import declare
 from rldt_ros.parameters import POLICY_PARAMETERS
+from rldt_ros.robot_fit import fit
 from rldt_ros.safety import check_max_delta
 from rldt_ros.safety import chunk_is_finite
 from rldt_ros.safety import CommandFilter
@@ -78,7 +78,14 @@ class PolicyNode(Node):
         self.filter = None  # built below; the parameter callback applies changes once it is
         self.add_on_set_parameters_callback(self._on_set_parameters)
         p = declare(self, POLICY_PARAMETERS)
-        self.card = card = self._load_card(p)
+        if not p['model']:
+            raise StartupError("parameter 'model' is empty: pass model:=models/NAME")
+        self.card = card = load_model_card(p['model'])
+        robot = fit(card, p)
+        self.joint_names, self.out_index = robot.joint_names, robot.out_index
+        if robot.limits_from == 'model card':
+            self.get_logger().warning('no robot joint limits given (joint_limits_low/high or '
+                                      "robot_description): using the model card's alone")
         deterministic = card.deterministic if p['deterministic'] == 'card' else p['deterministic']
         self.sampler = ChunkSampler(card, p['providers'], p['seed'], deterministic,
                                     p['intra_op_threads'])
@@ -103,10 +110,9 @@ class PolicyNode(Node):
         self.stamp_tolerance_s = p['stamp_tolerance_s']
         self.enable_control = p['enable_control']
 
-        low, high, limits_from = self._joint_limits(p)
         self.mapper = JointStateMapper(list(card.state_joints), list(card.state_fields))
         self.arm = JointStateMapper(list(card.action_names), ['position'])
-        self.readings = ReadingCheck(list(card.action_names), low, high,
+        self.readings = ReadingCheck(list(card.action_names), robot.low, robot.high,
                                      p['joint_limit_margin'], p['max_joint_velocity'])
         self.cache = LatestCache(['state'] + [c.name for c in card.cameras])
         self.queue = ActionQueue(card.action_dim, p['blending'], p['ensemble_coef'])
@@ -145,63 +151,19 @@ class PolicyNode(Node):
         self.create_timer(p['diagnostics_period_s'], self._on_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Last: from here on the parameter callback applies changes to the parts built above.
-        self.filter = CommandFilter(low, high, p['max_delta_per_tick'])
-        self.get_logger().info(
-            f'model {card.name} {card.version} ({card.task}) on {self.sampler.provider}: '
-            f'H={card.chunk_length}, {self.rate_hz} Hz, refill at {self.refill_threshold}, '
-            f'{"inline" if self.inline_inference else "worker"} inference, '
-            f'deterministic={deterministic} '
-            f'({"model card" if p["deterministic"] == "card" else "parameter"}), '
-            f'staleness by {self.staleness_clock} time, '
-            f'auto_resume={p["auto_resume"]}, max_delta_per_tick={p["max_delta_per_tick"]}')
-        self.get_logger().info(
-            f'joint limits in force ({limits_from}): '
-            f'{joint_limits.describe(card.action_names, low, high, card.action_units)}')
-        self.get_logger().info(
-            f'control {"ENABLED" if self.enable_control else "disabled (debug topic only)"}')
-
-    def _load_card(self, p: dict) -> ModelCard:
-        """The card, checked against the robot config (joint and camera names)."""
-        if not p['model']:
-            raise StartupError("parameter 'model' is empty: pass model:=models/NAME")
-        card = load_model_card(p['model'])
-        joints = list(p['joint_names'])
-        if joints and (len(joints) != card.action_dim
-                       or set(joints) != set(card.action_names)):
-            raise StartupError(
-                f'joint_names {joints} ({len(joints)} joints) do not match the model card '
-                f'action.names {list(card.action_names)} ({card.action_dim} joints)')
-        self.out_index = np.array([card.action_names.index(j) for j in joints]
-                                  if joints else range(card.action_dim), dtype=np.intp)
-        self.joint_names = joints or list(card.action_names)
-        cameras = sorted(p['cameras'])
-        card_cameras = sorted(c.name for c in card.cameras)
-        if cameras and cameras != card_cameras:
-            raise StartupError(f'cameras {cameras} do not match the model card {card_cameras}')
-        if p['refill_threshold'] >= card.chunk_length:
-            raise StartupError(f'refill_threshold {p["refill_threshold"]} must be < '
-                               f'chunk_length {card.chunk_length}')
-        return card
-
-    def _joint_limits(self, p: dict) -> tuple[np.ndarray, np.ndarray, str]:
-        """The card's limits intersected with the robot's (parameters, URDF); card order."""
-        names = list(self.card.action_names)
-        try:
-            # joint_limits_low/high are in the output order (joint_names); map them by name.
-            by_name = joint_limits.parameter_limits(
-                self.joint_names, p['joint_limits_low'], p['joint_limits_high'])
-            urdf = joint_limits.urdf_limits(p['robot_description']) \
-                if p['robot_description'] else {}
-            low, high = joint_limits.intersect(names, self.card.action_low,
-                                               self.card.action_high, by_name, urdf)
-        except joint_limits.JointLimitsError as exc:
-            raise StartupError(str(exc)) from exc
-        sources = ['model card'] + (['joint_limits_low/high'] if by_name else []) + \
-            ([f'robot_description ({len(set(urdf) & set(names))} of the joints)'] if urdf else [])
-        if not by_name and not urdf:
-            self.get_logger().warning('no robot joint limits given (joint_limits_low/high or '
-                                      "robot_description): using the model card's alone")
-        return low, high, ' and '.join(sources)
+        self.filter = CommandFilter(robot.low, robot.high, p['max_delta_per_tick'])
+        limits = joint_limits.describe(card.action_names, robot.low, robot.high,
+                                       card.action_units)
+        for line in (
+                f'model {card.name} {card.version} ({card.task}) on {self.sampler.provider}: '
+                f'H={card.chunk_length}, {self.rate_hz} Hz, refill at {self.refill_threshold}, '
+                f'{"inline" if self.inline_inference else "worker"} inference, deterministic='
+                f'{deterministic} ({"card" if p["deterministic"] == "card" else "parameter"})',
+                f'staleness by {self.staleness_clock} time, auto_resume={p["auto_resume"]}, '
+                f'max_delta_per_tick={p["max_delta_per_tick"]}',
+                f'joint limits in force ({robot.limits_from}): {limits}',
+                f'control {"ENABLED" if self.enable_control else "disabled (debug topic only)"}'):
+            self.get_logger().info(line)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
@@ -423,13 +385,10 @@ class PolicyNode(Node):
         level, message = diagnostics.health(
             stats['mode'], self._ever_sent, self.estop.reason if self.estop.engaged else None,
             list(self._problems.values()), stale, self.watchdog.latched)
-        flat = {k: v for k, v in stats.items() if not isinstance(v, dict)}
-        for group in ('sampler_ms', 'obs_to_cmd_ms', 'obs_age_ms'):
-            flat.update({f'{group}.{k}': v for k, v in stats[group].items()})
         status = DiagnosticStatus(
             level=bytes([level]), name=f'{self.get_name()}: policy', message=message,
             hardware_id=f'{self.card.name} {self.card.version}',
-            values=[KeyValue(key=k, value=str(v)) for k, v in flat.items()])
+            values=[KeyValue(key=k, value=v) for k, v in diagnostics.flatten(stats).items()])
         header = Header(stamp=self.get_clock().now().to_msg())
         self.diag_pub.publish(DiagnosticArray(header=header, status=[status]))
         self.stats_pub.publish(String(data=json.dumps({'level': level, 'message': message,
