@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.py | sha1sum | cut -c1-10)
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test pytest colcon-test lint bench clean
 
 $(STAMP): setup.py
 	bash scripts/setup-system.sh
@@ -25,8 +25,17 @@ demo: setup
 	bash scripts/loopback.sh $(BIN)/rldt-train demo $(DEMO_ARGS)
 
 # Tests run inside a loopback-only network namespace: no DDS packet can leave the machine.
-test: setup
+# `make test` (CI) = the whole suite here, then colcon build + colcon test of the robot side in
+# a second venv without torch, as on a robot computer. With TEST_ARGS (a part of the suite),
+# only pytest runs.
+test: pytest
+	$(if $(TEST_ARGS),@echo 'make test: TEST_ARGS given; colcon test skipped (make colcon-test)',PY=$(PY) bash scripts/colcon-test.sh)
+
+pytest: setup
 	bash scripts/loopback.sh $(BIN)/python -m pytest $(TEST_ARGS)
+
+colcon-test:
+	PY=$(PY) bash scripts/colcon-test.sh
 
 lint: setup
 	$(BIN)/ruff check rldt_ros rldt_train tests bench launch
@@ -35,4 +44,4 @@ bench: setup
 	bash scripts/loopback.sh $(BIN)/python bench/sampler_latency.py
 
 clean:
-	rm -rf $(VENV) runs reports build install log *.egg-info
+	rm -rf $(VENV) .venv-colcon .colcon runs reports build install log *.egg-info

@@ -1,4 +1,9 @@
-"""ament_python package `rldt_ros` (also pip-installable: `pip install -e .[train,ros,dev]`)."""
+"""ament_python package `rldt_ros` (also pip-installable: `pip install -e .[train,ros,dev]`).
+
+`colcon build` installs the robot side only: colcon sets COLCON=1 for the processes it starts
+(colcon_core.command), and a colcon workspace is a robot computer's, so the training package
+(torch), its `rldt-train` script and its configs stay out. pip installs both sides.
+"""
 import glob
 import os
 
@@ -6,6 +11,7 @@ from setuptools import find_packages
 from setuptools import setup
 
 package_name = 'rldt_ros'
+ROBOT_ONLY = 'COLCON' in os.environ
 
 # ROS 2 Kilted wheels from PyPI, one distro's versions pinned together. On a ROS 2 install these
 # come from the distro instead (package.xml); the `ros` extra is for machines without ROS.
@@ -29,8 +35,10 @@ def share_files():
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob.glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob.glob('config/*.yaml')),
-        ('share/' + package_name + '/config/train', glob.glob('config/train/*.yaml')),
     ]
+    if not ROBOT_ONLY:
+        entries.append(('share/' + package_name + '/config/train',
+                        glob.glob('config/train/*.yaml')))
     for folder in sorted({os.path.dirname(p) for p in glob.glob('models/**/*', recursive=True)
                           if os.path.isfile(p)}):
         files = [p for p in glob.glob(folder + '/*') if os.path.isfile(p)]
@@ -41,7 +49,8 @@ def share_files():
 setup(
     name=package_name,
     version='0.1.0',
-    packages=find_packages(exclude=['tests', 'tests.*', 'bench']),
+    packages=find_packages(exclude=['tests', 'tests.*', 'bench'] + (
+        ['rldt_train', 'rldt_train.*'] if ROBOT_ONLY else [])),
     package_data={'rldt_ros': ['tasks/*.xml']},
     data_files=share_files(),
     python_requires='>=3.10',
@@ -70,7 +79,10 @@ setup(
         ],
         'ros': ROS_WHEELS,
         'gpu': ['onnxruntime-gpu'],
-        'dev': ['pytest', 'pytest-timeout', 'ruff'],
+        # `test` is what colcon test reads (pytest as a test dependency); onnx builds the
+        # tests' hand-made graphs.
+        'test': ['pytest', 'pytest-timeout', 'onnx'],
+        'dev': ['pytest', 'pytest-timeout', 'onnx', 'ruff'],
     },
     zip_safe=True,
     maintainer='rldt_ros maintainers',
@@ -78,8 +90,7 @@ setup(
     description='Flow-matching policies fine-tuned with RLDT, run in real time by ROS 2 nodes.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [
-            'rldt-train = rldt_train.cli:main',
+        'console_scripts': ([] if ROBOT_ONLY else ['rldt-train = rldt_train.cli:main']) + [
             'rldt-ros = rldt_ros.cli:main',
             'policy_node = rldt_ros.policy_node:main',
             'sim_node = rldt_ros.sim_node:main',

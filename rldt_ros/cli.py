@@ -17,10 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-NODES = {'loop': ('sim_node', 'policy_node'), 'policy': ('policy_node',), 'sim': ('sim_node',)}
-DEFAULT_PARAMS = {'loop': 'policy_sim.yaml', 'policy': 'policy.yaml', 'sim': 'sim.yaml'}
-
-
 DEFAULT_MODEL = 'cube_push'
 
 
@@ -40,39 +36,56 @@ def config_dir() -> Path:
     return share_dir('config')
 
 
-def node_commands(what: str, params: Path, model: str | None, ros_args: list[str]) -> list:
-    """One command line per node, as `ros2 launch` would run the executables."""
+def _ros_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def node_commands(what: str, model: str | None, ros_args: list[str], params: str | None = None,
+                  sim_params: str | None = None) -> list:
+    """One command line per node, with the parameter files and values that policy.launch.py
+    gives the same nodes (rldt_ros.parameters.node_parameters)."""
+    from rldt_ros.parameters import node_parameters  # rclpy: not needed by `check`
+    model = str(Path(model).resolve()) if model else None
+    plan = node_parameters(what, config_dir(), model, params, sim_params)
     commands = []
-    for node in NODES[what]:
-        cmd = [sys.executable, '-m', f'rldt_ros.{node}', '--ros-args', '--params-file',
-               str(params)]
-        if node == 'policy_node' and model:
-            cmd += ['-p', f'model:={Path(model).resolve()}']
+    for node, sources in plan.items():
+        cmd = [sys.executable, '-m', f'rldt_ros.{node}', '--ros-args']
+        for source in sources:
+            if isinstance(source, dict):
+                for name, value in source.items():
+                    cmd += ['-p', f'{name}:={_ros_value(value)}']
+            else:
+                cmd += ['--params-file', str(source)]
         commands.append(cmd + ros_args)
     return commands
 
 
 def run(args: argparse.Namespace) -> int:
-    params = Path(args.params) if args.params else config_dir() / DEFAULT_PARAMS[args.what]
-    if not params.is_file():
-        print(f'rldt-ros: parameter file {params} not found', file=sys.stderr)
-        return 2
-    if args.model is None and 'policy_node' in NODES[args.what]:
+    if args.what == 'sim' and args.params and not args.sim_params:
+        args.sim_params, args.params = args.params, None  # the only node started
+    for given in (args.params, args.sim_params):
+        if given and not Path(given).is_file():
+            print(f'rldt-ros: parameter file {given} not found', file=sys.stderr)
+            return 2
+    if args.model is None and args.what != 'sim':
         args.model = str(share_dir('models') / DEFAULT_MODEL)  # the shipped default model
     env = dict(os.environ)
     if args.domain_id is not None:
         env['ROS_DOMAIN_ID'] = str(args.domain_id)
     if not args.real_network:
         env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    children = [subprocess.Popen(cmd, env=env)
-                for cmd in node_commands(args.what, params, args.model, args.ros_args)]
+    children = []
 
     def forward(signum, frame):
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
+    # Before the children exist: a Ctrl-C during start-up must be forwarded, not a traceback.
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    for cmd in node_commands(args.what, args.model, args.ros_args, args.params,
+                             args.sim_params):
+        children.append(subprocess.Popen(cmd, env=env))
     code = None
     while code is None:
         for child in children:
@@ -136,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser('run', help='start the nodes (what ros2 launch does, without ROS)',
                        epilog='Arguments after -- (or --ros-args) go to every node, e.g. '
                               '-- -p enable_control:=true')
-    r.add_argument('what', choices=sorted(NODES), help='loop = sim + policy')
-    r.add_argument('--params', help='ros__parameters YAML (default: config/'
-                   'policy_sim.yaml for loop, policy.yaml for policy, sim.yaml for sim)')
+    r.add_argument('what', choices=['loop', 'policy', 'sim'], help='loop = sim + policy')
+    r.add_argument('--params', help='ros__parameters YAML of the policy node instead of '
+                   'config/policy.yaml (loop also loads config/policy_sim.yaml after it)')
+    r.add_argument('--sim-params', help='ros__parameters YAML of the sim node instead of '
+                   'config/sim.yaml')
     r.add_argument('--model', help='model folder for the policy node (default: the shipped '
                    f'models/{DEFAULT_MODEL})')
     r.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID (default: inherited)')

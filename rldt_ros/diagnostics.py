@@ -28,20 +28,35 @@ class Window:
         return {'p50': float(p50), 'p99': float(p99)}
 
 
+def flatten(stats: dict) -> dict[str, str]:
+    """{key: text} for DiagnosticStatus.values: nested groups become 'group.key'."""
+    flat = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            flat.update({f'{key}.{k}': str(v) for k, v in value.items()})
+        else:
+            flat[key] = str(value)
+    return flat
+
+
 def health(mode: str, ever_sent: bool, estop_reason: str | None, problems: list[str],
-           stale: list[str]) -> tuple[int, str]:
+           stale: list[str], rearm_needed: bool = False) -> tuple[int, str]:
     """(level, message) for /diagnostics.
 
-    ERROR: e-stop latched, an observation that cannot be built (missing joint, bad encoding), or
-    commands stopped after having run (the robot is no longer driven). WARN: holding the last
+    ERROR: e-stop latched, an observation that cannot be built or is implausible (missing
+    joint, bad encoding, a reading outside the joint's limits), or commands stopped after having
+    run (the robot is no longer driven; the message says how to re-arm). WARN: holding the last
     command, or not started yet. OK: commands flow.
     """
     if estop_reason is not None:
-        return ERROR, f'e-stop latched: {estop_reason}'
+        return ERROR, f'e-stop latched: {estop_reason}; release with ~/reset_estop'
     if problems:
         return ERROR, '; '.join(problems)
     if mode == 'stop':
         why = f'stale observations: {", ".join(stale)}' if stale else 'no actions'
+        if rearm_needed:
+            now = why if stale else 'data healthy again'
+            return ERROR, f'stopped after a fault ({now}); stays stopped until ~/rearm'
         if ever_sent:
             return ERROR, f'stopped ({why})'
         return WARN, f'waiting ({why})'

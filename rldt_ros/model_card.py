@@ -3,9 +3,11 @@
 A model folder holds `policy.onnx` (one graph per action chunk) and `policy.yaml` (this card).
 Readers refuse unknown major format versions, missing files, bad checksums and inconsistent
 shapes with a `ModelCardError` that says which field is wrong: a robot must never run a model it
-cannot vouch for.
+cannot vouch for. The card's own content is checksummed too (`card_sha256`), so widened joint
+limits or a different control rate are caught like a changed graph.
 """
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rldt_ros.safe_yaml import load_yaml
+from rldt_ros.safe_yaml import YamlError
+
 FORMAT_VERSION = 1
 CARD_FILE = 'policy.yaml'
 POLICY_FILE = 'policy.onnx'
+CARD_CHECKSUM = 'card_sha256'
 ENCODINGS = ('rgb8', 'bgr8', 'mono8', '16UC1')
 
 
@@ -59,6 +65,7 @@ class ModelCard:
     steps_per_chunk: int
     control_rate_hz: float
     sampler_steps: int
+    deterministic: bool
     raw: dict
 
     @property
@@ -72,6 +79,18 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def card_sha256(data: dict) -> str:
+    """sha256 of the card's content without its own checksum field.
+
+    Canonical JSON (sorted keys, no spaces) of what YAML parsed, so the checksum survives
+    re-formatting, key order and comments but not a changed value.
+    """
+    content = {k: v for k, v in data.items() if k != CARD_CHECKSUM}
+    text = json.dumps(content, sort_keys=True, separators=(',', ':'), ensure_ascii=True,
+                      default=str)
+    return hashlib.sha256(text.encode('ascii')).hexdigest()
 
 
 def _get(data: dict, dotted: str) -> Any:
@@ -160,6 +179,13 @@ def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
     rate = float(_get(data, 'action.control_rate_hz'))
     if not rate > 0:
         raise ModelCardError(f'{CARD_FILE}: action.control_rate_hz must be > 0, got {rate}')
+    sampler_steps = _positive_int(data, 'sampler.steps')
+    # The sampling mode the model was selected in (x0 = 0 vs Gaussian noise); older cards
+    # have no such field and were selected with noise.
+    deterministic = _get(data, 'sampler').get('deterministic', False)
+    if not isinstance(deterministic, bool):
+        raise ModelCardError(f'{CARD_FILE}: sampler.deterministic must be true or false, '
+                             f'got {deterministic!r}')
     return ModelCard(
         folder=folder, name=str(_get(data, 'name')), version=str(_get(data, 'version')),
         task=str(_get(data, 'task')), state_joints=joints, state_fields=fields,
@@ -168,11 +194,14 @@ def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
         action_units=_parse_units(data['action'].get('units', ''), action_dim),
         action_low=low, action_high=high,
         chunk_length=chunk_length, steps_per_chunk=steps_per_chunk, control_rate_hz=rate,
-        sampler_steps=_positive_int(data, 'sampler.steps'), raw=data)
+        sampler_steps=sampler_steps, deterministic=deterministic,
+        raw=data)
 
 
 def load_model_card(folder: str | Path, verify_files: bool = True) -> ModelCard:
-    """Read and validate `folder/policy.yaml`; with verify_files, check every sha256 too."""
+    """Read and validate `folder/policy.yaml`; with verify_files, check every sha256 too
+    (the card's content first: nothing in a changed card can be trusted, not even its
+    list of files)."""
     folder = Path(folder)
     card_path = folder / CARD_FILE
     if not folder.is_dir():
@@ -180,10 +209,19 @@ def load_model_card(folder: str | Path, verify_files: bool = True) -> ModelCard:
     if not card_path.is_file():
         raise ModelCardError(f'{folder}: no {CARD_FILE} (is this a model folder?)')
     try:
-        with open(card_path) as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as exc:
-        raise ModelCardError(f'{card_path}: not valid YAML ({exc})') from exc
+        data = load_yaml(card_path)
+    except YamlError as exc:
+        raise ModelCardError(str(exc)) from exc
+    if verify_files and isinstance(data, dict):
+        expected = data.get(CARD_CHECKSUM)
+        if expected is None:
+            raise ModelCardError(f'{card_path}: no {CARD_CHECKSUM}: the card cannot be '
+                                 'verified (re-export the model)')
+        actual = card_sha256(data)
+        if expected != actual:
+            raise ModelCardError(f'{card_path}: content sha256 {actual[:12]}... does not match '
+                                 f'{CARD_CHECKSUM} ({str(expected)[:12]}...): card changed '
+                                 'or corrupt')
     card = parse_model_card(data, folder)
     files = _get(data, 'files')
     if not isinstance(files, dict) or POLICY_FILE not in files:
@@ -202,13 +240,16 @@ def load_model_card(folder: str | Path, verify_files: bool = True) -> ModelCard:
 
 
 def write_model_card(folder: str | Path, data: dict) -> ModelCard:
-    """Fill in sha256 for every file under `files`, validate, and write policy.yaml."""
+    """Fill in sha256 for every file under `files` and for the card's content, validate, and
+    write policy.yaml."""
     folder = Path(folder)
-    data = dict(data)
+    data = {k: v for k, v in data.items() if k != CARD_CHECKSUM}
     data['format_version'] = FORMAT_VERSION
     data['files'] = {name: {'sha256': sha256_file(folder / name)}
                      for name in data.get('files', {POLICY_FILE: {}})}
     parse_model_card(data, folder)
+    # Checksum what a reader will parse: the YAML round trip of `data` (tuples become lists).
+    data[CARD_CHECKSUM] = card_sha256(yaml.safe_load(yaml.safe_dump(data, sort_keys=False)))
     tmp = folder / (CARD_FILE + '.tmp')
     with open(tmp, 'w') as f:
         yaml.safe_dump(data, f, sort_keys=False)

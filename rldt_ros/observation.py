@@ -12,6 +12,8 @@ import numpy as np
 
 # Encodings decoded here: (channels, dtype). Others (bayer, yuv, float) are refused by name rather
 # than guessed, because a wrong guess still produces an image and the policy would act on garbage.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 ENCODINGS = {
     'rgb8': (3, np.uint8),
     'bgr8': (3, np.uint8),
@@ -95,6 +97,10 @@ class JointStateMapper:
     def _indices(self, names: tuple[str, ...]) -> np.ndarray:
         if names != self._names:
             lookup = {name: i for i, name in enumerate(names)}
+            if len(lookup) != len(names):
+                # Which of two values is the joint? Guessing (last wins) would act on either.
+                twice = sorted({n for n in names if names.count(n) > 1})
+                raise ObservationError(f'joint_states names joint(s) {twice} more than once')
             missing = [j for j in self.joints if j not in lookup]
             if missing:
                 raise ObservationError(f'joint_states lacks joint(s) {missing}')
@@ -105,8 +111,9 @@ class JointStateMapper:
     def state(self, names, positions, velocities) -> np.ndarray:
         """Returns float64 (len(fields) * len(joints),): all positions, then all velocities.
 
-        Raises ObservationError on a missing joint, a short field array or a non-finite value
-        (a NaN must never reach the policy: its output would be NaN too, or worse, finite junk).
+        Raises ObservationError on a missing or repeated joint, a short field array, or a value
+        that is not finite or overflows float32, the model's input type (a NaN must never reach
+        the policy: its output would be NaN too, or worse, finite junk).
         """
         index = self._indices(tuple(names))
         parts = []
@@ -118,18 +125,31 @@ class JointStateMapper:
                     f'joint_states has {len(values)} {field} values for {len(names)} names')
             parts.append(np.asarray(values, dtype=np.float64)[index])
         state = np.concatenate(parts)
-        if not np.all(np.isfinite(state)):
-            bad = sorted({self.joints[i % len(self.joints)]
-                          for i in np.flatnonzero(~np.isfinite(state))})
-            raise ObservationError(f'non-finite joint_states for {bad}')
+        bad = ~np.isfinite(state) | (np.abs(state) > FLOAT32_MAX)
+        if np.any(bad):
+            joints = sorted({self.joints[i % len(self.joints)] for i in np.flatnonzero(bad)})
+            raise ObservationError(f'non-finite joint_states for {joints} (or beyond float32)')
         return state
+
+    def positions_velocities(self, names, positions, velocities):
+        """(positions, velocities or None) of the joints, for the plausibility check and the
+        measured anchor; velocities are None when the message has none."""
+        index = self._indices(tuple(names))
+        if len(positions) != len(names):
+            raise ObservationError(
+                f'joint_states has {len(positions)} position values for {len(names)} names')
+        pos = np.asarray(positions, dtype=np.float64)[index]
+        vel = np.asarray(velocities, dtype=np.float64)[index] \
+            if len(velocities) == len(names) else None
+        return pos, vel
 
 
 class LatestCache:
     """Latest value per key with its monotonic receive time; safe across threads.
 
-    Subscriptions write, the control timer and the inference worker read. Receive time, not the
-    header stamp, decides staleness: it is what this computer knows, on its own clock.
+    Subscriptions write, the control timer and the inference worker read. By default receive
+    time decides staleness: it is what this computer knows, on its own clock. `put(..., age_s=)`
+    back-dates a value that was already that old when it arrived (stamp-based staleness).
     """
 
     def __init__(self, keys: list[str], clock=time.monotonic):
@@ -139,10 +159,10 @@ class LatestCache:
         self._values: dict[str, object] = {}
         self._received: dict[str, float] = {}
 
-    def put(self, key: str, value) -> None:
+    def put(self, key: str, value, age_s: float = 0.0) -> None:
         with self._lock:
             self._values[key] = value
-            self._received[key] = self._clock()
+            self._received[key] = self._clock() - max(0.0, age_s)
 
     def ages_s(self) -> dict[str, float]:
         """Seconds since each key was last received (inf if never)."""
@@ -158,3 +178,22 @@ class LatestCache:
             if any(now - self._received.get(k, -np.inf) > max_age_s for k in self.keys):
                 return None
             return {k: self._values[k] for k in self.keys}
+
+
+STALENESS_CLOCKS = ('receive', 'stamp')
+
+
+def stamp_age_s(stamp_ns: int, now_ns: int, tolerance_s: float) -> float:
+    """Age of a message from its header stamp on the node's clock (stamp-based staleness).
+
+    A zero stamp means unstamped: age 0 (receive time decides). A stamp up to `tolerance_s` in
+    the future is clock skew between computers and counts as fresh; further ahead it is a wrong
+    clock, and data from a wrong clock cannot be judged: ObservationError.
+    """
+    if stamp_ns == 0:
+        return 0.0
+    age_s = (now_ns - stamp_ns) * 1e-9
+    if age_s < -tolerance_s:
+        raise ObservationError(f'header stamp {-age_s:.3f} s in the future (more than '
+                               f'stamp_tolerance_s {tolerance_s}): clocks not synchronized?')
+    return max(0.0, age_s)

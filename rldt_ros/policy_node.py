@@ -1,12 +1,13 @@
 """ROS 2 node that runs an exported flow policy (models/NAME) in real time, safely.
 
-Wiring only: the observation, chunking, safety and sampler cores do the work
-(docs/architecture.md 5).
-Callbacks run on one executor thread; the chunk sampler runs in its own worker thread (ONNX
+Wiring only: the observation, chunking, safety, joint-limit and sampler cores do the work and
+rldt_ros.parameters holds the parameters (docs/architecture.md 5). Callbacks run on one
+executor thread; with inline_inference false the chunk sampler runs in a worker thread (ONNX
 Runtime releases the GIL), so the control timer never waits for inference.
 """
 import concurrent.futures
 import json
+import signal
 import sys
 import time
 
@@ -16,15 +17,11 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_msgs.msg import KeyValue
-from rcl_interfaces.msg import FloatingPointRange
-from rcl_interfaces.msg import IntegerRange
-from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock
 from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
@@ -38,83 +35,33 @@ from trajectory_msgs.msg import JointTrajectory
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from rldt_ros import diagnostics
+from rldt_ros import joint_limits
 from rldt_ros.chunking import ActionQueue
-from rldt_ros.chunking import BLENDINGS
 from rldt_ros.model_card import load_model_card
-from rldt_ros.model_card import ModelCard
+from rldt_ros.observation import decode_image
 from rldt_ros.observation import JointStateMapper
 from rldt_ros.observation import LatestCache
 from rldt_ros.observation import ObservationError
-from rldt_ros.observation import decode_image
+from rldt_ros.observation import stamp_age_s
 from rldt_ros.observation import to_model_rgb
-from rldt_ros.safety import CommandFilter
+from rldt_ros.parameters import check_value
+from rldt_ros.parameters import declare
+from rldt_ros.parameters import POLICY_PARAMETERS
+from rldt_ros.robot_fit import fit
+from rldt_ros.safety import check_max_delta
 from rldt_ros.safety import chunk_is_finite
+from rldt_ros.safety import CommandFilter
 from rldt_ros.safety import EStop
 from rldt_ros.safety import Mode
+from rldt_ros.safety import ReadingCheck
 from rldt_ros.safety import Watchdog
 from rldt_ros.sampler import ChunkSampler
 
-COMMAND_TYPES = ('commands', 'joint_trajectory')
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-# name: (default, description, range or None, read_only). Read-only: changing them live would
-# swap the model, the topics or the timing under a moving robot.
-PARAMETERS = {
-    'model': ('', 'Model folder (policy.onnx + policy.yaml).', None, True),
-    'providers': ('auto', (
-        "ONNX Runtime providers: 'auto', 'cpu', 'cuda', 'tensorrt' or a comma-separated list; "
-        'unavailable ones fall back with a warning.'), None, True),
-    'intra_op_threads': (1, 'ONNX Runtime CPU threads (0 = ORT decides).', (0, 64), True),
-    'seed': (0, 'Seed of the sampler noise.', (0, 2**31 - 1), True),
-    'deterministic': (False, 'Zero initial noise (mode-like actions).', None, True),
-    'joint_names': (Parameter.Type.STRING_ARRAY, (
-        'Commanded joints in output order; unset = the model card action.names. '
-        'Must be the same joints as the card.'), None, True),
-    'cameras': (Parameter.Type.STRING_ARRAY, (
-        "Camera names the robot provides; unset = the model card's. Must match the card."),
-        None, True),
-    'controller': ('forward_position_controller', 'Controller namespace of the command topic.',
-                   None, True),
-    'command_type': ('commands', "'commands' (Float64MultiArray) or 'joint_trajectory'.",
-                     None, True),
-    'trajectory_points': (4, 'Points per JointTrajectory (time_from_start = k / rate).',
-                          (1, 64), True),
-    'control_rate_hz': (0.0, 'Command rate; 0 = the model card control_rate_hz.',
-                        (0.0, 1000.0), True),
-    'refill_threshold': (-1, (
-        'Request a new chunk when this many actions are left; '
-        '-1 = chunk_length - steps_per_chunk.'), (-1, 1024), True),
-    'inline_inference': (False, (
-        'Sample a chunk inside the control tick when the queue runs low, so its first action '
-        'goes out on the tick of its observation (the latency the policy was trained with). '
-        'Only for samplers far faster than one control period; false = a worker thread.'),
-        None, True),
-    'blending': ('none', "Overlap blending: 'none' or 'ensemble'.", None, True),
-    'ensemble_coef': (0.01, 'Temporal ensemble weight exp(-coef * i), i = 0 oldest.',
-                      (0.0, 10.0), True),
-    'max_obs_age_s': (0.2, 'Observations older than this are stale (hold, then stop).',
-                      (0.001, 10.0), False),
-    'starvation_grace_s': (0.5, 'How long the last command is held when stale or starved.',
-                           (0.0, 10.0), False),
-    'max_delta_per_tick': (0.1, 'Largest command change per tick per joint (rad or m).',
-                           (1e-6, 100.0), False),
-    'enable_control': (False, 'false: compute and publish on ~/debug/* only (dry run).',
-                       None, False),
-    'diagnostics_period_s': (1.0, 'Period of /diagnostics and ~/stats.', (0.01, 60.0), True),
-}
 
 
 class StartupError(RuntimeError):
     """The node cannot run: model, parameters or card disagree. The message says how."""
-
-
-def _descriptor(description: str, limits, read_only: bool) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=description, read_only=read_only)
-    if isinstance(limits, tuple) and isinstance(limits[0], float):
-        d.floating_point_range = [FloatingPointRange(from_value=limits[0], to_value=limits[1])]
-    elif isinstance(limits, tuple):
-        d.integer_range = [IntegerRange(from_value=limits[0], to_value=limits[1], step=1)]
-    return d
 
 
 def _stamp_ns(stamp) -> int:
@@ -128,15 +75,19 @@ class PolicyNode(Node):
         super().__init__('policy_node', **kwargs)
         # First, so destroy_node works even when startup fails below (threads start lazily).
         self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='sampler')
-        p = {name: self.declare_parameter(name, default, _descriptor(desc, limits, ro)).value
-             for name, (default, desc, limits, ro) in PARAMETERS.items()}
-        # Unset string arrays read as None (an empty YAML list has no type): treat as empty.
-        p['joint_names'] = p['joint_names'] or []
-        p['cameras'] = p['cameras'] or []
+        self.filter = None  # built below; the parameter callback applies changes once it is
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        card = self._load_card(p)
-        self.card = card
-        self.sampler = ChunkSampler(card, p['providers'], p['seed'], p['deterministic'],
+        p = declare(self, POLICY_PARAMETERS)
+        if not p['model']:
+            raise StartupError("parameter 'model' is empty: pass model:=models/NAME")
+        self.card = card = load_model_card(p['model'])
+        robot = fit(card, p)
+        self.joint_names, self.out_index = robot.joint_names, robot.out_index
+        if robot.limits_from == 'model card':
+            self.get_logger().warning('no robot joint limits given (joint_limits_low/high or '
+                                      "robot_description): using the model card's alone")
+        deterministic = card.deterministic if p['deterministic'] == 'card' else p['deterministic']
+        self.sampler = ChunkSampler(card, p['providers'], p['seed'], deterministic,
                                     p['intra_op_threads'])
         wanted = p['providers'].split(',')[0].strip().lower()
         if wanted not in ('auto', self.sampler.provider.lower(),
@@ -155,18 +106,22 @@ class PolicyNode(Node):
         self.command_type = p['command_type']
         self.trajectory_points = p['trajectory_points']
         self.max_obs_age_s = p['max_obs_age_s']
+        self.staleness_clock = p['staleness_clock']
+        self.stamp_tolerance_s = p['stamp_tolerance_s']
         self.enable_control = p['enable_control']
 
         self.mapper = JointStateMapper(list(card.state_joints), list(card.state_fields))
+        self.arm = JointStateMapper(list(card.action_names), ['position'])
+        self.readings = ReadingCheck(list(card.action_names), robot.low, robot.high,
+                                     p['joint_limit_margin'], p['max_joint_velocity'])
         self.cache = LatestCache(['state'] + [c.name for c in card.cameras])
         self.queue = ActionQueue(card.action_dim, p['blending'], p['ensemble_coef'])
-        self.filter = CommandFilter(card.action_low, card.action_high, p['max_delta_per_tick'])
-        self.watchdog = Watchdog(p['starvation_grace_s'])
+        self.watchdog = Watchdog(p['starvation_grace_s'], p['auto_resume'])
         self.estop = EStop()
         self._future = None
         self._future_tick = 0
         self._tick = 0
-        self._last_command: np.ndarray | None = None
+        self._measured: np.ndarray | None = None  # latest plausible arm position, card order
         self._last_tick_s: float | None = None
         self._latency_stamp_ns: int | None = None
         self._problems: dict[str, str] = {}
@@ -190,73 +145,95 @@ class PolicyNode(Node):
         self.stats_pub = self.create_publisher(String, '~/stats', 10)
         self.create_service(Trigger, '~/estop', self._on_estop)
         self.create_service(Trigger, '~/reset_estop', self._on_reset_estop)
+        self.create_service(Trigger, '~/rearm', self._on_rearm)
         self.create_timer(1.0 / self.rate_hz, self._on_tick)
         # Diagnostics on a steady clock: they must keep reporting when /clock stops (sim died).
         self.create_timer(p['diagnostics_period_s'], self._on_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.get_logger().info(
-            f'model {card.name} {card.version} ({card.task}) on {self.sampler.provider}: '
-            f'H={card.chunk_length}, {self.rate_hz} Hz, refill at {self.refill_threshold}, '
-            f'control {"ENABLED" if self.enable_control else "disabled (debug topic only)"}')
-
-    def _load_card(self, p: dict) -> ModelCard:
-        """The card, checked against the robot config (joint and camera names)."""
-        if not p['model']:
-            raise StartupError("parameter 'model' is empty: pass model:=models/NAME")
-        card = load_model_card(p['model'])
-        joints = list(p['joint_names'])
-        if joints and (len(joints) != card.action_dim
-                       or set(joints) != set(card.action_names)):
-            raise StartupError(
-                f'joint_names {joints} ({len(joints)} joints) do not match the model card '
-                f'action.names {list(card.action_names)} ({card.action_dim} joints)')
-        self.out_index = np.array([card.action_names.index(j) for j in joints]
-                                  if joints else range(card.action_dim), dtype=np.intp)
-        self.joint_names = joints or list(card.action_names)
-        cameras = sorted(p['cameras'])
-        card_cameras = sorted(c.name for c in card.cameras)
-        if cameras and cameras != card_cameras:
-            raise StartupError(f'cameras {cameras} do not match the model card {card_cameras}')
-        if p['command_type'] not in COMMAND_TYPES:
-            raise StartupError(f'command_type must be one of {COMMAND_TYPES}, '
-                               f'got {p["command_type"]!r}')
-        if p['blending'] not in BLENDINGS:
-            raise StartupError(f'blending must be one of {BLENDINGS}, got {p["blending"]!r}')
-        if p['refill_threshold'] >= card.chunk_length:
-            raise StartupError(f'refill_threshold {p["refill_threshold"]} must be < '
-                               f'chunk_length {card.chunk_length}')
-        return card
+        # Last: from here on the parameter callback applies changes to the parts built above.
+        self.filter = CommandFilter(robot.low, robot.high, p['max_delta_per_tick'])
+        limits = joint_limits.describe(card.action_names, robot.low, robot.high,
+                                       card.action_units)
+        for line in (
+                f'model {card.name} {card.version} ({card.task}) on {self.sampler.provider}: '
+                f'H={card.chunk_length}, {self.rate_hz} Hz, refill at {self.refill_threshold}, '
+                f'{"inline" if self.inline_inference else "worker"} inference, deterministic='
+                f'{deterministic} ({"card" if p["deterministic"] == "card" else "parameter"})',
+                f'staleness by {self.staleness_clock} time, auto_resume={p["auto_resume"]}, '
+                f'max_delta_per_tick={p["max_delta_per_tick"]}',
+                f'joint limits in force ({robot.limits_from}): {limits}',
+                f'control {"ENABLED" if self.enable_control else "disabled (debug topic only)"}'):
+            self.get_logger().info(line)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
-            if param.name == 'enable_control':
-                self.enable_control = param.value
-            elif param.name == 'max_obs_age_s':
-                self.max_obs_age_s = param.value
-            elif param.name == 'starvation_grace_s':
-                self.watchdog.grace_s = param.value
-            elif param.name == 'max_delta_per_tick':
-                self.filter.max_delta_per_tick = param.value
+            reason = check_value(param.name, param.value)
+            if reason is None and param.name == 'max_delta_per_tick':
+                try:
+                    check_max_delta(param.value)
+                except ValueError as exc:
+                    reason = str(exc)
+                if (reason is None and self.filter is not None and self.enable_control
+                        and param.value > self.filter.max_delta_per_tick):
+                    reason = ('max_delta_per_tick cannot be raised while enable_control is '
+                              'true (lowering is allowed); disable control first')
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        if self.filter is not None:  # a change at run time, not a declaration
+            for param in params:
+                self._apply(param.name, param.value)
         return SetParametersResult(successful=True)
 
+    def _apply(self, name: str, value) -> None:
+        if name == 'enable_control' and value != self.enable_control:
+            if value:  # an operator's go-ahead: start again from where the arm is
+                self.watchdog.rearm()
+            else:
+                self._stop('control disabled')
+            self.filter.restart()
+            self.enable_control = value
+            self.get_logger().warning(f'enable_control {value}')
+        elif name == 'max_obs_age_s':
+            self.max_obs_age_s = value
+        elif name == 'starvation_grace_s':
+            self.watchdog.grace_s = value
+        elif name == 'max_delta_per_tick':
+            self.filter.max_delta_per_tick = value
+
     # ---- observations ---------------------------------------------------------------------
+
+    def _age_s(self, stamp) -> float:
+        if self.staleness_clock == 'receive':
+            return 0.0
+        return stamp_age_s(_stamp_ns(stamp), self.get_clock().now().nanoseconds,
+                           self.stamp_tolerance_s)
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
             state = self.mapper.state(msg.name, msg.position, msg.velocity)
+            measured, velocity = self.arm.positions_velocities(msg.name, msg.position,
+                                                               msg.velocity)
+            implausible = self.readings.problem(measured, velocity)
+            if implausible:
+                raise ObservationError(implausible)
+            age_s = self._age_s(msg.header.stamp)
         except ObservationError as exc:
-            # A NaN or a missing joint must not produce a command: keep the old (aging) state.
+            # Not a state to act on: keep the old (aging) one; the tick holds, then stops.
             self.counts['rejected_obs'] += 1
+            if 'joint_states' not in self._problems:
+                self.get_logger().error(str(exc))
             self._problems['joint_states'] = str(exc)
             return
         self._problems.pop('joint_states', None)
-        self.cache.put('state', (state, _stamp_ns(msg.header.stamp)))
+        self._measured = measured
+        self.cache.put('state', (state, measured, _stamp_ns(msg.header.stamp)), age_s)
 
     def _on_image(self, msg: Image, camera) -> None:
         try:
             raw = decode_image(msg.encoding, msg.height, msg.width, msg.step,
                                bool(msg.is_bigendian), msg.data)
             image = to_model_rgb(raw, msg.encoding, camera.height, camera.width)
+            age_s = self._age_s(msg.header.stamp)
         except ObservationError as exc:
             self.counts['rejected_obs'] += 1
             self._problems[camera.name] = f'{camera.topic}: {exc}'
@@ -264,7 +241,7 @@ class PolicyNode(Node):
         if msg.encoding != 'rgb8' or (msg.height, msg.width) != (camera.height, camera.width):
             self.counts['converted_images'] += 1
         self._problems.pop(camera.name, None)
-        self.cache.put(camera.name, image)
+        self.cache.put(camera.name, image, age_s)
 
     # ---- control loop ---------------------------------------------------------------------
 
@@ -279,41 +256,38 @@ class PolicyNode(Node):
         self.counts['ticks'] += 1
         self._collect_chunk()
         snapshot = self.cache.snapshot(self.max_obs_age_s)
-        if self.inline_inference and self._needs_chunk(snapshot):
-            self._future = self.worker.submit(self._sample, *self._model_input(snapshot))
-            self._future_tick = self._tick
-            self._future.result()  # microseconds to a millisecond for small policies
-            self._collect_chunk()
+        inputs_ok = snapshot is not None and not self._problems and not self.estop.engaged
+        if (inputs_ok and self._future is None and not self.watchdog.latched
+                and len(self.queue) <= self.refill_threshold):
+            self._request_chunk(snapshot)
         action = self.queue.pop(self._tick)
-        engaged = self.estop.engaged
-        healthy = snapshot is not None and action is not None and not engaged
-        mode = self.watchdog.update(now_s, healthy, self._last_command is not None and not engaged)
+        mode = self.watchdog.update(now_s, inputs_ok and action is not None,
+                                    self.filter.last is not None)
         if mode is Mode.RUN:
-            self._last_command = self.filter.apply(action, self._last_command)
-            self._publish(self._last_command, self.queue.peek(self.trajectory_points - 1))
+            command = self.filter.apply(action, snapshot['state'][1])
+            upcoming = self.filter.preview(self.queue.peek(self.trajectory_points - 1))
+            self._publish([command] + upcoming)
             self.counts['published'] += 1
             if self._latency_stamp_ns:
                 self.obs_to_cmd_ms.add((time.time_ns() - self._latency_stamp_ns) / 1e6)
             self._latency_stamp_ns = None
             self._ever_sent = True
         elif mode is Mode.HOLD:
-            self._publish(self._last_command, [])
+            self._publish([self.filter.last])
             self.counts['held'] += 1
         else:
-            self.counts['stopped'] += 1
-        if not self.inline_inference and self._needs_chunk(snapshot):
-            self._future = self.worker.submit(self._sample, *self._model_input(snapshot))
-            self._future_tick = self._tick + 1
+            self._stop('stopped')
 
-    def _needs_chunk(self, snapshot: dict | None) -> bool:
-        return (snapshot is not None and self._future is None and not self.estop.engaged
-                and len(self.queue) <= self.refill_threshold)
-
-    @staticmethod
-    def _model_input(snapshot: dict) -> tuple[dict, int]:
+    def _request_chunk(self, snapshot: dict) -> None:
+        """Samples a chunk from this tick's observation: its actions start at the next tick,
+        or, inline, at this one (the tick waits for it: microseconds to a millisecond)."""
         obs = {k: v for k, v in snapshot.items() if k != 'state'}
-        obs['state'], stamp_ns = snapshot['state']
-        return obs, stamp_ns
+        obs['state'], _, stamp_ns = snapshot['state']
+        self._future = self.worker.submit(self._sample, obs, stamp_ns)
+        self._future_tick = self._tick if self.inline_inference else self._tick + 1
+        if self.inline_inference:
+            self._future.result()
+            self._collect_chunk()
 
     def _sample(self, obs: dict, stamp_ns: int) -> tuple[np.ndarray, float, int]:
         start = time.perf_counter()
@@ -338,21 +312,28 @@ class PolicyNode(Node):
             wall = abs(time.time_ns() - stamp_ns) < 10**10
             self._latency_stamp_ns = stamp_ns if wall else None
 
-    def _publish(self, command: np.ndarray, upcoming: list[np.ndarray]) -> None:
+    def _stop(self, why: str) -> None:
+        """Sends nothing more; a trajectory controller is told to hold the measured position
+        (else it would finish the last trajectory). The next start ramps from the arm."""
+        if self.filter.last is not None and self.command_type == 'joint_trajectory' \
+                and self._measured is not None:
+            self._publish([self._measured], hold=True)
+            self.get_logger().warning(f'{why}: sent a hold at the measured position')
+        self.filter.restart()
+        self.queue.clear()
+        self.counts['stopped'] += 1
+
+    def _publish(self, points: list[np.ndarray], hold: bool = False) -> None:
+        """Commands: the first point; trajectories: every point at 1/rate spacing."""
         if self.command_type == 'commands':
-            msg = Float64MultiArray(data=command[self.out_index].tolist())
+            msg = Float64MultiArray(data=points[0][self.out_index].tolist())
         else:
-            points, last = [command], command
-            for action in upcoming:  # the same clamp and rate limit as if sent tick by tick
-                last = np.clip(np.clip(action, self.filter.low, self.filter.high),
-                               last - self.filter.max_delta_per_tick,
-                               last + self.filter.max_delta_per_tick)
-                points.append(last)
             msg = JointTrajectory(joint_names=self.joint_names)
             for k, point in enumerate(points, start=1):
                 t_ns = round(k * 1e9 / self.rate_hz)
                 msg.points.append(JointTrajectoryPoint(
                     positions=point[self.out_index].tolist(),
+                    velocities=[0.0] * len(self.out_index) if hold else [],
                     time_from_start=Duration(sec=t_ns // 10**9, nanosec=t_ns % 10**9)))
         (self.command_pub if self.enable_control else self.debug_pub).publish(msg)
 
@@ -360,15 +341,27 @@ class PolicyNode(Node):
 
     def _on_estop(self, request, response):
         self.estop.trigger('service ~/estop')
-        self.queue.clear()
+        self._stop('E-STOP')
         self.get_logger().error('E-STOP latched: no commands until ~/reset_estop')
         response.success, response.message = True, 'e-stop latched'
         return response
 
     def _on_reset_estop(self, request, response):
         self.estop.reset()
-        self.get_logger().warning('e-stop reset')
+        self.watchdog.rearm()  # releasing the e-stop is the operator's go-ahead
+        self.filter.restart()
+        self.get_logger().warning('e-stop reset: control restarts from the measured position')
         response.success, response.message = True, 'e-stop released'
+        return response
+
+    def _on_rearm(self, request, response):
+        if self.estop.engaged:
+            response.success, response.message = False, 'e-stop latched: use ~/reset_estop'
+            return response
+        self.watchdog.rearm()
+        self.filter.restart()
+        self.get_logger().warning('re-armed: control restarts from the measured position')
+        response.success, response.message = True, 're-armed'
         return response
 
     def stats(self) -> dict:
@@ -376,6 +369,7 @@ class PolicyNode(Node):
         return {
             'mode': self.watchdog.mode.value, 'provider': self.sampler.provider,
             'control_enabled': self.enable_control, 'estop': self.estop.engaged,
+            'rearm_needed': self.watchdog.latched,
             'queue_depth': len(self.queue), **self.counts,
             'clamped': self.filter.clamped, 'rate_limited': self.filter.rate_limited,
             'sampler_ms': self.sampler_ms.percentiles(),
@@ -390,40 +384,36 @@ class PolicyNode(Node):
         stale = [k for k, age in self.cache.ages_s().items() if age > self.max_obs_age_s]
         level, message = diagnostics.health(
             stats['mode'], self._ever_sent, self.estop.reason if self.estop.engaged else None,
-            list(self._problems.values()), stale)
-        flat = {k: v for k, v in stats.items() if not isinstance(v, dict)}
-        for group in ('sampler_ms', 'obs_to_cmd_ms', 'obs_age_ms'):
-            flat.update({f'{group}.{k}': v for k, v in stats[group].items()})
+            list(self._problems.values()), stale, self.watchdog.latched)
         status = DiagnosticStatus(
             level=bytes([level]), name=f'{self.get_name()}: policy', message=message,
             hardware_id=f'{self.card.name} {self.card.version}',
-            values=[KeyValue(key=k, value=str(v)) for k, v in flat.items()])
+            values=[KeyValue(key=k, value=v) for k, v in diagnostics.flatten(stats).items()])
         header = Header(stamp=self.get_clock().now().to_msg())
         self.diag_pub.publish(DiagnosticArray(header=header, status=[status]))
         self.stats_pub.publish(String(data=json.dumps({'level': level, 'message': message,
                                                        **stats})))
 
     def destroy_node(self):
-        self.worker.shutdown(wait=True, cancel_futures=True)
+        self.worker.shutdown(wait=False, cancel_futures=True)
         super().destroy_node()
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    """Exits quietly on Ctrl-C or SIGTERM, also when a second signal lands during cleanup (a
+    terminal signals the nodes and launch forwards another)."""
     try:
-        try:
-            node = PolicyNode()
-        except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
-            print(f'policy_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
-            return 1
-        try:
+        with rclpy.init(args=args):
+            try:
+                node = PolicyNode()
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
+                print(f'policy_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
+                return 1
             rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # shutting down already
     return 0
 
 

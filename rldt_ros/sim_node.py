@@ -9,18 +9,15 @@ All callbacks share one executor thread: MuJoCo data is not thread-safe.
 """
 import json
 import math
+import signal
 import sys
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange
-from rcl_interfaces.msg import IntegerRange
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock
 from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos import QoSProfile
 from rclpy.qos import ReliabilityPolicy
@@ -35,41 +32,10 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from rldt_ros.parameters import declare
+from rldt_ros.parameters import SIM_PARAMETERS
+
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-# name: (default, description, range or None). All read-only: the world is built once.
-PARAMETERS = {
-    'task': ('cube_push', 'Built-in task (rldt_ros.tasks) to simulate; ignored if mjcf is set.',
-             None),
-    'mjcf': ('', 'Path of a plain MJCF file to simulate instead of a built-in task.', None),
-    'seed': (0, 'Seed of the first episode; episode k uses seed + k.', (0, 2**31 - 1)),
-    'control_rate_hz': (0.0, 'Physics steps per second of sim time; 0 = the task default.',
-                        (0.0, 1000.0)),
-    'max_episode_steps': (0, 'Episode length; 0 = the task default (unlimited for mjcf).',
-                          (0, 10**9)),
-    'real_time_factor': (1.0, 'Sim seconds per wall second (>1 runs faster; use /clock).',
-                         (0.01, 100.0)),
-    'publish_clock': (False, 'Publish /clock from sim time (for use_sim_time).', None),
-    'controller': ('forward_position_controller', 'Controller namespace of command topics.',
-                   None),
-    'cameras': (Parameter.Type.STRING_ARRAY, 'Cameras to render; unset = none.', None),
-    'image_height': (84, 'Rendered image height (px).', (1, 4096)),
-    'image_width': (84, 'Rendered image width (px).', (1, 4096)),
-    'camera_rate_hz': (10.0, 'Image publish rate (wall clock).', (0.1, 1000.0)),
-    'wait_for_command': (True, ('Start each run paused until the first command arrives, so '
-                                'episodes are not scored while the policy is still loading.'),
-                         None),
-    'auto_reset': (True, 'Start the next episode when one ends.', None),
-}
-
-
-def _descriptor(description: str, limits) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=description, read_only=True)
-    if isinstance(limits, tuple) and isinstance(limits[0], float):
-        d.floating_point_range = [FloatingPointRange(from_value=limits[0], to_value=limits[1])]
-    elif isinstance(limits, tuple):
-        d.integer_range = [IntegerRange(from_value=limits[0], to_value=limits[1], step=1)]
-    return d
 
 
 def make_world(task: str, mjcf: str, control_rate_hz: float, max_episode_steps: int):
@@ -103,11 +69,10 @@ class SimNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__('sim_node', **kwargs)
-        p = {name: self.declare_parameter(name, default, _descriptor(desc, limits)).value
-             for name, (default, desc, limits) in PARAMETERS.items()}
+        p = declare(self, SIM_PARAMETERS)
         self.world = make_world(p['task'], p['mjcf'], p['control_rate_hz'],
                                 p['max_episode_steps'])
-        cameras = p['cameras'] or []
+        cameras = p['cameras']
         unknown = sorted(set(cameras) - set(self.world.cameras))
         if unknown:
             raise ValueError(f'cameras {unknown} are not in the model; it has '
@@ -262,22 +227,22 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    """Exits quietly on Ctrl-C or SIGTERM, also when a second signal lands during cleanup."""
     try:
-        try:
-            node = SimNode()
-        except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
-            print(f'sim_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
-            return 1
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.world.close()
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+        with rclpy.init(args=args):
+            try:
+                node = SimNode()
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
+                print(f'sim_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
+                return 1
+            try:
+                rclpy.spin(node)
+            finally:
+                node.world.close()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # shutting down already
     return 0
 
 

@@ -20,21 +20,29 @@ import pytest
 import rclpy
 from onnx import TensorProto
 from onnx import helper
+from rcl_interfaces.srv import GetParameters
+from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter import parameter_value_to_python
 
 from rldt_ros.model_card import write_model_card
 
 REPO = Path(__file__).resolve().parents[2]
 CUBE_JOINTS = ['shoulder', 'elbow', 'wrist', 'gripper', 'cube_x', 'cube_y', 'cube_yaw']
 CUBE_ACTUATED = CUBE_JOINTS[:4]
+# The cube_push arm's joint ranges (rldt_ros/tasks/cube_push.xml): a model with narrower limits
+# would see the simulated arm's readings as implausible.
+CUBE_LOW = [-2.0, -2.8, -2.6, 0.0]
+CUBE_HIGH = [2.0, 2.8, 2.6, 0.03]
 _DOMAINS = itertools.count(1 + os.getpid() % 50)
 
 
-def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=-1.0, high=1.0,
-               chunk_length=4, steps_per_chunk=2, rate_hz=20.0, cameras=(), bias=0.0,
-               image_gain=0.0, task='cube_push') -> Path:
+def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=CUBE_LOW,
+               high=CUBE_HIGH, chunk_length=4, steps_per_chunk=2, rate_hz=20.0, cameras=(),
+               bias=0.0, image_gain=0.0, task='cube_push', noise_gain=0.0) -> Path:
     """A model folder whose graph is exact and cheap: actions[b, h, a] = obs_state[b, a] + bias
-    + image_gain * mean(R channel of obs_<camera 0>) / 255 + 0 * noise.
+    + image_gain * mean(R channel of obs_<camera 0>) / 255 + noise_gain * noise.
 
     Holding the current joint positions (bias 0) keeps a simulated arm still, so a closed loop
     with it must stay finite and inside limits; the image term lets a test check colour decoding.
@@ -48,7 +56,7 @@ def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=-1.0
             helper.make_tensor('axes', TensorProto.INT64, [1], [1]),
             helper.make_tensor('unsq', TensorProto.INT64, [1], [1]),
             helper.make_tensor('bias', TensorProto.FLOAT, [1], [bias]),
-            helper.make_tensor('zero', TensorProto.FLOAT, [1], [0.0])]
+            helper.make_tensor('zero', TensorProto.FLOAT, [1], [noise_gain])]
     nodes = [helper.make_node('Slice', ['obs_state', 'starts', 'ends', 'axes'], ['pos']),
              helper.make_node('Unsqueeze', ['pos', 'unsq'], ['pos3']),
              helper.make_node('Add', ['pos3', 'bias'], ['target']),
@@ -149,6 +157,33 @@ class Probe:
             time.sleep(0.01)
         assert future.done(), f'{name} did not answer'
         return future.result()
+
+    def set_parameters(self, node: str, **values):
+        """Sets parameters of a running node over its parameter service; returns the results
+        (successful, reason) in order."""
+        request = SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg()
+                        for name, value in values.items()])
+        client = self.node.create_client(SetParameters, f'/{node}/set_parameters')
+        assert client.wait_for_service(timeout_sec=5.0), f'no parameter service on {node}'
+        future = client.call_async(request)
+        deadline = time.monotonic() + 5.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert future.done(), f'{node}/set_parameters did not answer'
+        return future.result().results
+
+    def get_parameters(self, node: str, names: list[str]) -> dict:
+        """Current values of a running node's parameters, by name."""
+        client = self.node.create_client(GetParameters, f'/{node}/get_parameters')
+        assert client.wait_for_service(timeout_sec=5.0), f'no parameter service on {node}'
+        future = client.call_async(GetParameters.Request(names=names))
+        deadline = time.monotonic() + 5.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert future.done(), f'{node}/get_parameters did not answer'
+        return {name: parameter_value_to_python(value)
+                for name, value in zip(names, future.result().values)}
 
     def stats(self, topic='/policy_node/stats') -> list[dict]:
         with self.lock:

@@ -20,9 +20,17 @@ def test_check_refuses_a_tampered_model(tmp_path, capsys):
 
 
 def test_run_loop_starts_both_nodes_with_the_model_and_extra_ros_args(tmp_path):
-    params = cli.config_dir() / 'policy_sim.yaml'
-    assert params.is_file()
-    sim, policy = cli.node_commands('loop', params, 'models/x', ['-p', 'seed:=3'])
+    sim, policy = cli.node_commands('loop', 'models/x', ['-p', 'seed:=3'])
     assert sim[1:3] == ['-m', 'rldt_ros.sim_node'] and sim[-2:] == ['-p', 'seed:=3']
-    assert policy[1:3] == ['-m', 'rldt_ros.policy_node']
+    assert policy[1:3] == ['-m', 'rldt_ros.policy_node'] and policy[-2:] == ['-p', 'seed:=3']
     assert f'model:={Path("models/x").resolve()}' in policy
+    files = [policy[i + 1] for i, a in enumerate(policy) if a == '--params-file']
+    assert [Path(f).name for f in files] == ['policy.yaml', 'policy_sim.yaml']
+
+
+def test_run_takes_other_parameter_files(tmp_path):
+    mine = tmp_path / 'mine.yaml'
+    mine.write_text('policy_node:\n  ros__parameters:\n    seed: 3\n')
+    (policy,) = cli.node_commands('policy', 'models/x', [], params=str(mine))
+    assert policy[policy.index('--params-file') + 1] == str(mine)
+    assert cli.main(['run', 'policy', '--params', str(tmp_path / 'nope.yaml')]) == 2

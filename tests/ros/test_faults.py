@@ -203,28 +203,89 @@ def test_sim_killed_policy_stops_and_reports_error(tmp_path, probe, procs, recor
     assert 'stopped' in message and 'state' in message
 
 
+ALIAS_BOMB = """
+a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
 @pytest.mark.parametrize('case, expected', [
     ('tampered', 'sha256'),
+    ('card widened', 'card_sha256'),
+    ('alias bomb', 'aliases'),
+    ('deep nesting', 'nested deeper'),
     ('missing', 'does not exist'),
     ('joint_count', 'joint_names'),
     ('camera_list', 'cameras'),
+    ('limits disjoint', "joint 'elbow'"),
+    ('bad command_type', 'command_type'),
 ])
 def test_bad_model_or_config_refuses_to_start(case, expected, tmp_path, procs, record_property):
     folder = make_model(tmp_path / 'model')
+    card = folder / 'policy.yaml'
     extra = []
     if case == 'tampered':
         blob = bytearray((folder / 'policy.onnx').read_bytes())
         blob[-1] ^= 0xFF
         (folder / 'policy.onnx').write_bytes(bytes(blob))
+    elif case == 'card widened':  # shoulder's high limit 2 -> 50, nothing else changed
+        text = card.read_text()
+        assert text.count('high:\n  - 2.0\n') == 1
+        card.write_text(text.replace('high:\n  - 2.0\n', 'high:\n  - 50.0\n'))
+    elif case == 'alias bomb':
+        card.write_text(card.read_text() + ALIAS_BOMB)
+    elif case == 'deep nesting':
+        card.write_text(card.read_text() + 'deep: ' + '[' * 100_000 + ']' * 100_000 + '\n')
     elif case == 'missing':
         folder = tmp_path / 'nowhere'
     elif case == 'joint_count':
         extra = ['-p', 'joint_names:=[shoulder,elbow]']
-    else:
+    elif case == 'camera_list':
         extra = ['-p', 'cameras:=[front]']
+    elif case == 'limits disjoint':  # the robot's elbow range lies outside the card's [-2.8, 2.8]
+        extra = ['-p', 'joint_limits_low:=[-1.0,3.0,-1.0,0.0]',
+                 '-p', 'joint_limits_high:=[1.0,3.5,1.0,0.02]']
+    else:
+        extra = ['-p', 'command_type:=velocity']
+    start = time.monotonic()
     proc = procs.start('run', 'policy', '--model', str(folder), '--', *extra)
     assert proc.wait(timeout=20) != 0
     record_property('exit_code', proc.returncode)
-    record_property('reason', output(proc).strip().splitlines()[-1])
-    assert 'cannot start' in output(proc) and expected in output(proc)
+    record_property('seconds_to_refuse', round(time.monotonic() - start, 2))
+    reason = [line for line in output(proc).splitlines() if 'cannot start' in line]
+    record_property('reason', reason)
+    assert len(reason) == 1 and expected in reason[0], output(proc)
+    if case in ('card widened', 'alias bomb', 'deep nesting'):
+        assert str(card) in reason[0]  # the one line names the file
     assert 'Traceback' not in output(proc)
+
+
+def test_robot_limits_narrow_the_card_limits(tmp_path, probe, procs, record_property):
+    """Commands stay inside the intersection of the card's and the robot's limits: the policy
+    wants +0.5 rad beyond the arm; the robot's shoulder may only reach 0.2 rad."""
+    folder = make_model(tmp_path / 'model', bias=0.5)
+    commands = probe.record(Float64MultiArray, COMMANDS)
+    Robot(probe)
+    urdf = ('<robot name="r"><joint name="elbow" type="revolute"><limit lower="-0.1" '
+            'upper="0.15" effort="1" velocity="1"/></joint></robot>')
+    proc = procs.start('run', 'policy', '--model', str(folder), '--', *FAST,
+                       '-p', 'joint_limits_low:=[-0.2,-2.0,-2.0,0.0]',
+                       '-p', 'joint_limits_high:=[0.2,2.0,2.0,0.03]',
+                       '-p', f'robot_description:={urdf}')
+    probe.wait_for(lambda: len(commands) >= 15, 20, 'commands')
+    with probe.lock:
+        values = np.array([m.data for _, m in commands])
+    record_property('max_command', values.max(axis=0).tolist())
+    assert values[:, 0].max() == pytest.approx(0.2)   # the parameter limit, not the card's 2.0
+    assert values[:, 1].max() == pytest.approx(0.15)  # the URDF limit
+    assert values[:, 2].max() == pytest.approx(0.5)   # card [-2.6, 2.6], robot 2.0: unlimited
+    assert 'joint limits in force (model card and joint_limits_low/high and ' \
+        'robot_description (1 of the joints)): shoulder [-0.2, 0.2] rad, ' \
+        'elbow [-0.1, 0.15] rad' in output(proc)

@@ -26,7 +26,7 @@ def _step_response_s(probe, procs, model, inline: bool, offset: float) -> float:
                           velocity=[0.0] * len(CUBE_JOINTS))
     probe.publish_at(JointState, '/joint_states', 200.0, make)
     proc = procs.start('run', 'policy', '--model', str(model), '--', '-p',
-                       'enable_control:=true', '-p', 'max_delta_per_tick:=10.0', '-p',
+                       'enable_control:=true', '-p', 'max_delta_per_tick:=1.0', '-p',
                        f'inline_inference:={str(inline).lower()}')
     before = len(commands)  # the list is shared with an earlier run on the same topic
     probe.wait_for(lambda: len(commands) >= before + 5, 20, 'commands from this node')

@@ -33,3 +33,13 @@ def test_window_percentiles_cover_the_last_samples_only():
         w.add(float(v))
     expected = np.percentile(np.arange(900, 1000), [50, 99])
     assert [w.percentiles()['p50'], w.percentiles()['p99']] == list(expected)
+
+
+def test_stopped_after_a_fault_says_how_to_rearm():
+    level, message = diagnostics.health('stop', True, None, [], [], rearm_needed=True)
+    assert level == diagnostics.ERROR and '~/rearm' in message and 'healthy again' in message
+
+
+def test_flatten_names_nested_values_by_group():
+    assert diagnostics.flatten({'mode': 'run', 'sampler_ms': {'p50': 0.2}}) == {
+        'mode': 'run', 'sampler_ms.p50': '0.2'}
