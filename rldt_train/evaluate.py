@@ -6,8 +6,11 @@ import numpy as np
 
 from rldt_train.envs.registry import make_vector_env
 
-# (B, D) observations -> (B, H, A) action chunks in robot units.
-ChunkPolicy = Callable[[np.ndarray], np.ndarray]
+# Batched observations -> (B, H, A) action chunks in robot units. Observations are (B, D)
+# float32 for state tasks, a dict of batched arrays ('state', '<camera>' uint8 images, ...) for
+# camera tasks.
+Observation = np.ndarray | dict[str, np.ndarray]
+ChunkPolicy = Callable[[Observation], np.ndarray]
 
 
 @dataclass
@@ -53,7 +56,7 @@ def evaluate(policy: ChunkPolicy, task: str, episodes: int, horizon: int, seed: 
         from tqdm import tqdm
         bar = tqdm(total=episodes, desc=f'eval {task}', unit='ep', leave=False)
     while np.any(done_counts < per_env):
-        chunks = np.asarray(policy(obs.astype(np.float32)))
+        chunks = np.asarray(policy(obs if isinstance(obs, dict) else obs.astype(np.float32)))
         obs, reward, terminated, truncated, info = venv.step(chunks)
         running_return += reward
         running_length += info.get('chunk_steps', np.full(num_envs, horizon))
@@ -86,17 +89,22 @@ def random_policy(low: np.ndarray, high: np.ndarray, horizon: int, seed: int = 0
     """Uniform random joint targets: the baseline every trained policy must beat."""
     rng = np.random.default_rng(seed)
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return rng.uniform(low, high, size=(len(obs), horizon, len(low)))
+    def act(obs: Observation) -> np.ndarray:
+        batch = len(obs['state'] if isinstance(obs, dict) else obs)
+        return rng.uniform(low, high, size=(batch, horizon, len(low)))
     return act
 
 
 def torch_policy(policy, deterministic: bool = False, device: str = 'cpu') -> ChunkPolicy:
     import torch
 
-    def act(obs: np.ndarray) -> np.ndarray:
+    def act(obs: Observation) -> np.ndarray:
+        if isinstance(obs, dict):
+            obs_t = {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
+        else:
+            obs_t = torch.as_tensor(obs, device=device)
         with torch.no_grad():
-            out = policy.sample(torch.as_tensor(obs, device=device), deterministic=deterministic)
+            out = policy.sample(obs_t, deterministic=deterministic)
         return out.cpu().numpy()
     return act
 
@@ -107,6 +115,6 @@ def onnx_policy(model_dir: str, deterministic: bool = False, seed: int = 0) -> C
     sampler = ChunkSampler(load_model_card(model_dir), providers='cpu', seed=seed,
                            deterministic=deterministic)
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return sampler.sample_batch({'state': obs})
+    def act(obs: Observation) -> np.ndarray:
+        return sampler.sample_batch(obs if isinstance(obs, dict) else {'state': obs})
     return act
