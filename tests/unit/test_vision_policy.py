@@ -187,3 +187,65 @@ def test_onnx_camera_model_runs_in_the_env(vision_model):
     result = evaluate(onnx_policy(str(folder)), 'cube_push_vision', episodes=2, horizon=4,
                       num_envs=2)
     assert len(result.returns) == 2 and np.all(np.isfinite(result.returns))
+
+
+def test_node_image_path_feeds_the_graph_the_pixels_the_env_rendered(vision_model):
+    """sensor_msgs/Image fields -> decode_image -> to_model_rgb (the policy node's path) give
+    the sampler exactly the frame training saw, for rgb8 and bgr8 (with row padding)."""
+    from rldt_ros.observation import decode_image
+    from rldt_ros.observation import to_model_rgb
+    from rldt_ros.tasks import make_task
+    _, folder = vision_model
+    card = load_model_card(folder)
+    task = make_task('cube_push_vision')
+    task.reset(seed=4)
+    rendered = task.images()
+    task.close()
+    sampler = ChunkSampler(card, providers='cpu', deterministic=True)
+    state = np.zeros(card.state_dim, np.float32)
+    expected = sampler.sample({'state': state, **rendered})
+    for encoding in ('rgb8', 'bgr8'):
+        obs = {'state': state}
+        for camera in card.cameras:
+            pixels = rendered[camera.name][:, :, ::-1] if encoding == 'bgr8' \
+                else rendered[camera.name]
+            step = camera.width * 3 + 8  # padded rows, as some drivers send
+            rows = np.zeros((camera.height, step), np.uint8)
+            rows[:, :camera.width * 3] = pixels.reshape(camera.height, -1)
+            image = decode_image(encoding, camera.height, camera.width, step, False,
+                                 rows.tobytes())
+            obs[camera.name] = to_model_rgb(image, encoding, camera.height, camera.width)
+            np.testing.assert_array_equal(obs[camera.name], rendered[camera.name])
+        np.testing.assert_array_equal(sampler.sample(obs), expected)
+
+
+def test_collect_then_pretrain_on_camera_demos(tmp_path):
+    """`collect` writes each step's frames as uint8 obs/<camera>_image; `pretrain` trains on
+    them (policy.cameras picks a subset) and refuses cameras the task does not observe."""
+    import h5py
+    from rldt_train.config import load_config
+    from rldt_train.data.collect import run_collect
+    from rldt_train.pretrain import run_pretrain
+    config = load_config('config/train/cube_push_vision.yaml', [
+        'collect.episodes=2', 'pretrain.steps=3', 'pretrain.batch_size=8',
+        'pretrain.eval_episodes=0', 'policy.hidden_dim=32', 'policy.image_channels=8',
+        'policy.image_features=8', 'policy.cameras=[wrist]'])
+    run_collect(config, tmp_path / 'd.hdf5', progress=False)
+    with h5py.File(tmp_path / 'd.hdf5') as f:
+        obs = f['data/demo_0/obs']
+        assert set(obs) == {'state', 'front_image', 'wrist_image', 'privileged'}
+        assert obs['wrist_image'].dtype == np.uint8 and obs['wrist_image'].shape[1:] == (64, 64, 3)
+        assert obs['state'].shape[1] == 8 and obs['privileged'].shape[1] == 14
+        first_wrist = obs['wrist_image'][0]
+    from rldt_train.envs.registry import make_env
+    env = make_env('cube_push_vision')
+    reset_obs, _ = env.reset(seed=config.seed)  # collect's first episode starts from this seed
+    env.close()
+    np.testing.assert_array_equal(first_wrist, reset_obs['wrist'])
+    summary = run_pretrain(config, tmp_path / 'd.hdf5', tmp_path / 'run', progress=False)
+    policy = load_policy(summary['policy'])
+    assert policy.config.cameras == ['wrist'] and policy.config.image_size == [64, 64]
+    assert np.isfinite(summary['final_bc_loss'])
+    bad = load_config('config/train/cube_push_vision.yaml', ['policy.cameras=[side]'])
+    with pytest.raises(ValueError, match='policy.cameras'):
+        run_pretrain(bad, tmp_path / 'd.hdf5', tmp_path / 'bad', progress=False)
