@@ -39,6 +39,18 @@ class PolicySection:
     relative_actions: bool = False
     """Model joint-position targets relative to the current joint positions (position-
     controlled tasks only; the exported graph adds the positions back)."""
+    cameras: list = field(default_factory=list)
+    """Camera tasks: the cameras the policy sees (a subset of the task's); empty: all of
+    them. Images come at the task's image size."""
+    encoder: str = 'conv'
+    """Image encoder per camera: 'conv' (4 convolutions, DrQ-style) or 'resnet' (the same
+    stem + 2 residual blocks)."""
+    image_features: int = 64
+    """Features per camera, concatenated with the normalized joint state."""
+    image_channels: int = 32
+    """Convolution width of the image encoder."""
+    image_shift: int = 4
+    """Random-shift augmentation (pixels, training only; 0: none)."""
 
 
 @dataclass

@@ -9,9 +9,11 @@ from rldt_train.envs.vector_io import per_env
 from rldt_train.reporting import MODES
 from rldt_train.reporting import summarize
 
-# Observations (B, D) state array, or a dict of arrays for camera tasks -> (B, H, A) action
-# chunks in robot units.
-ChunkPolicy = Callable[[np.ndarray | dict], np.ndarray]
+# Batched observations -> (B, H, A) action chunks in robot units. Observations are (B, D)
+# float32 for state tasks, a dict of batched arrays ('state', '<camera>' uint8 images, ...) for
+# camera tasks.
+Observation = np.ndarray | dict[str, np.ndarray]
+ChunkPolicy = Callable[[Observation], np.ndarray]
 
 
 @dataclass
@@ -120,8 +122,9 @@ def random_policy(low: np.ndarray, high: np.ndarray, horizon: int, seed: int = 0
     """Uniform random joint targets: the baseline every trained policy must beat."""
     rng = np.random.default_rng(seed)
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return rng.uniform(low, high, size=(len(obs), horizon, len(low)))
+    def act(obs: Observation) -> np.ndarray:
+        batch = len(obs['state'] if isinstance(obs, dict) else obs)
+        return rng.uniform(low, high, size=(batch, horizon, len(low)))
     return act
 
 
@@ -130,7 +133,7 @@ def torch_policy(policy, deterministic: bool = False, device: str = 'cpu') -> Ch
 
     from rldt_train.envs.vector_io import obs_to_torch
 
-    def act(obs) -> np.ndarray:
+    def act(obs: Observation) -> np.ndarray:
         with torch.no_grad():
             out = policy.sample(obs_to_torch(obs, device), deterministic=deterministic)
         return out.cpu().numpy()
@@ -143,6 +146,6 @@ def onnx_policy(model_dir: str, deterministic: bool = False, seed: int = 0) -> C
     sampler = ChunkSampler(load_model_card(model_dir), providers='cpu', seed=seed,
                            deterministic=deterministic)
 
-    def act(obs) -> np.ndarray:
+    def act(obs: Observation) -> np.ndarray:
         return sampler.sample_batch(obs if isinstance(obs, dict) else {'state': obs})
     return act

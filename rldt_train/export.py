@@ -1,8 +1,9 @@
 """ONNX export: one graph per action chunk, a model card, and a parity check that must pass.
 
-The graph is normalize(obs) -> N unrolled Euler steps of the velocity net -> un-normalize
-(docs/architecture.md 3). Parity: ONNX Runtime and torch get the same observations and noise;
-the largest absolute difference must be <= tolerance, or nothing is written.
+The graph is encode(obs) (normalize the state; camera models: each uint8 NHWC image through its
+encoder, once) -> N unrolled Euler steps of the velocity net -> un-normalize
+(docs/architecture.md 3). Parity: ONNX Runtime and torch get the same observations, images and
+noise; the largest absolute difference must be <= tolerance, or nothing is written.
 """
 import datetime
 import json
@@ -47,35 +48,55 @@ def _training_record(checkpoint: Path) -> dict:
 
 
 class ChunkGraph(nn.Module):
-    """(obs_state (B, D) robot units, noise (B, H, A)) -> actions (B, H, A) robot units."""
+    """(obs_state (B, D) robot units, noise (B, H, A), one uint8 (B, h, w, 3) RGB image per
+    camera in `input_names` order) -> actions (B, H, A) robot units."""
 
     def __init__(self, policy: FlowPolicy, steps: int):
         super().__init__()
         self.policy = policy
         self.steps = steps
+        self.cameras = list(policy.config.cameras)
+        self.input_names = ['obs_state', 'noise'] + [f'obs_{c}' for c in self.cameras]
 
-    def forward(self, obs_state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        obs_n = self.policy.normalize_obs(obs_state)
+    def forward(self, obs_state: torch.Tensor, noise: torch.Tensor, *images: torch.Tensor
+                ) -> torch.Tensor:
+        obs = {'state': obs_state, **dict(zip(self.cameras, images))} if self.cameras \
+            else obs_state
+        cond = self.policy.encode(obs)  # once per chunk: the encoder is not in the Euler loop
         x = noise
         ones = torch.ones_like(noise[:, 0, 0])  # (B,), keeps the batch dimension dynamic
         for k in range(self.steps):
-            x = x + self.policy.velocity(x, ones * (k / self.steps), obs_n) / self.steps
+            x = x + self.policy.velocity(x, ones * (k / self.steps), cond) / self.steps
         return self.policy.unnormalize_actions(x, obs_state)
 
+    def example_inputs(self, batch: int, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, ...]:
+        """Random inputs: states around the data statistics, N(0, I) noise, random pixels."""
+        cfg = self.policy.config
+        norm = self.policy.obs_normalizer
+        state = norm.shift + norm.scale * torch.randn(batch, cfg.obs_dim, generator=generator)
+        noise = torch.randn(batch, cfg.horizon, cfg.action_dim, generator=generator)
+        images = [torch.randint(0, 256, (batch, *cfg.image_size, 3), generator=generator,
+                                dtype=torch.uint8) for _ in self.cameras]
+        return (state, noise, *images)
 
-def parity_error(onnx_path: Path, graph: ChunkGraph, obs_dim: int, batch: int = 4,
-                 seed: int = 0) -> float:
-    """Max |ORT - torch| over random observations (drawn around the data statistics)."""
-    gen = torch.Generator().manual_seed(seed)
-    norm = graph.policy.obs_normalizer
-    obs = norm.shift + norm.scale * torch.randn(batch, obs_dim, generator=gen)
-    cfg = graph.policy.config
-    noise = torch.randn(batch, cfg.horizon, cfg.action_dim, generator=gen)
+
+def parity_error(onnx_path: Path, graph: ChunkGraph, batch: int = 4, seed: int = 0) -> float:
+    """Max |ORT - torch| over random observations (and images) with the same noise."""
+    inputs = graph.example_inputs(batch, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        expected = graph(obs, noise).numpy()
+        expected = graph(*inputs).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
-    got = session.run(None, {'obs_state': obs.numpy(), 'noise': noise.numpy()})[0]
+    got = session.run(None, {name: value.numpy()
+                             for name, value in zip(graph.input_names, inputs)})[0]
     return float(np.max(np.abs(got - expected)))
+
+
+def camera_entries(policy: FlowPolicy) -> list[dict]:
+    """The model card's cameras: what the graph's obs_<camera> inputs expect, and from where."""
+    cfg = policy.config
+    return [{'name': c, 'topic': f'{c}/image_raw', 'height': int(cfg.image_size[0]),
+             'width': int(cfg.image_size[1]), 'encoding': 'rgb8'} for c in cfg.cameras]
 
 
 def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: str | None = None,
@@ -103,16 +124,21 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: 
     if spec.state_dim != cfg.obs_dim or len(spec.action_names) != cfg.action_dim:
         raise ExportError(f'checkpoint has obs_dim {cfg.obs_dim}, action_dim {cfg.action_dim}; '
                           f'task {task} has {spec.state_dim}, {len(spec.action_names)}')
+    unknown = sorted(set(cfg.cameras) - set(spec.cameras))
+    if unknown or (cfg.cameras and list(spec.image_size) != list(cfg.image_size)):
+        raise ExportError(f'checkpoint sees cameras {cfg.cameras} at {cfg.image_size}; task '
+                          f'{task} observes {spec.cameras} at {spec.image_size}')
     graph = ChunkGraph(policy, steps).eval()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         onnx_path = tmp_dir / POLICY_FILE
-        example = (torch.zeros(1, cfg.obs_dim), torch.zeros(1, cfg.horizon, cfg.action_dim))
-        torch.onnx.export(graph, example, str(onnx_path), input_names=['obs_state', 'noise'],
-                          output_names=['actions'], opset_version=17, dynamo=False,
-                          dynamic_axes={'obs_state': {0: 'batch'}, 'noise': {0: 'batch'},
-                                        'actions': {0: 'batch'}})
-        error = parity_error(onnx_path, graph, cfg.obs_dim)
+        example = graph.example_inputs(1, torch.Generator().manual_seed(0))
+        torch.onnx.export(graph, example, str(onnx_path),
+                          input_names=graph.input_names, output_names=['actions'],
+                          opset_version=17, dynamo=False,
+                          dynamic_axes={name: {0: 'batch'}
+                                        for name in graph.input_names + ['actions']})
+        error = parity_error(onnx_path, graph)
         if not error <= tolerance:
             raise ExportError(f'ONNX parity check failed: max |ORT - torch| = {error:.3g} > '
                               f'{tolerance:g}; nothing written')
@@ -122,7 +148,7 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: 
             'task': task,
             'observation': {'state': {'joints': spec.state_joints, 'fields': spec.state_fields,
                                       'dim': spec.state_dim},
-                            'cameras': []},
+                            'cameras': camera_entries(policy)},
             'action': {'dim': cfg.action_dim, 'names': spec.action_names,
                        'units': spec.action_units,
                        'low': [float(v) for v in spec.action_low],

@@ -23,6 +23,8 @@ from rldt_train.config import TrainConfig
 from rldt_train.config import config_to_dict
 from rldt_train.config import save_config
 from rldt_train.data.episodes import action_chunks
+from rldt_train.data.episodes import image_key
+from rldt_train.data.episodes import stacked_obs
 from rldt_train.data.hdf5_io import read_dataset
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import PolicyConfig
@@ -51,16 +53,39 @@ def resolve_device(name: str) -> torch.device:
 
 def policy_config(config: TrainConfig, obs_dim: int, action_dim: int) -> PolicyConfig:
     p = config.policy
+    spec = task_spec(config.task)
     index = None
     if p.relative_actions:
-        index = task_spec(config.task).action_state_index
+        index = spec.action_state_index
         if index is None:
             raise ValueError(f'policy.relative_actions is true but task {config.task} has no '
                              'joint-position actions to be relative to')
+    cameras = list(p.cameras) or list(spec.cameras)
+    unknown = sorted(set(cameras) - set(spec.cameras))
+    if unknown:
+        raise ValueError(f'policy.cameras {unknown} are not observed by task {config.task} '
+                         f'(it observes {spec.cameras})')
     return PolicyConfig(obs_dim=obs_dim, action_dim=action_dim, horizon=p.horizon,
                         hidden_dim=p.hidden_dim, depth=p.depth, residual=p.residual,
                         time_embed_dim=p.time_embed_dim, sampler_steps=p.sampler_steps,
-                        action_reference_index=index)
+                        action_reference_index=index, cameras=cameras,
+                        image_size=list(spec.image_size) if cameras else None,
+                        encoder=p.encoder, image_features=p.image_features,
+                        image_channels=p.image_channels, image_shift=p.image_shift)
+
+
+def load_images(episodes, policy_cfg: PolicyConfig, device: torch.device
+                ) -> dict[str, torch.Tensor]:
+    """Each camera's frames, uint8 (N, H, W, 3), in the order of `action_chunks`."""
+    images = {}
+    for camera in policy_cfg.cameras:
+        frames = stacked_obs(episodes, image_key(camera))
+        if frames.dtype != np.uint8 or frames.shape[1:] != (*policy_cfg.image_size, 3):
+            raise ValueError(f'dataset obs/{image_key(camera)} is {frames.dtype} '
+                             f'{frames.shape[1:]}; the policy needs uint8 '
+                             f'{(*policy_cfg.image_size, 3)}')
+        images[camera] = torch.as_tensor(frames, device=device)
+    return images
 
 
 def _save_state(path: Path, step: int, policy, ema, optimizer, scheduler) -> None:
@@ -79,10 +104,20 @@ def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
     device = configure_torch(config)
 
     episodes, env_args = read_dataset(dataset)
+    num_episodes = len(episodes)
     obs_np, chunks_np = action_chunks(episodes, config.policy.horizon)
     obs = torch.as_tensor(obs_np, device=device)
     chunks = torch.as_tensor(chunks_np, device=device)
     policy = FlowPolicy(policy_config(config, obs.shape[1], chunks.shape[2])).to(device)
+    images = load_images(episodes, policy.config, device)
+    del episodes  # the frames now live in `images`; do not hold them twice
+
+    def observations(index) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The policy's observation of the samples at index: the state, or a dict + images."""
+        if not images:
+            return obs[index]
+        return {'state': obs[index], **{c: frames[index] for c, frames in images.items()}}
+
     policy.fit_normalizers(obs, chunks)
     ema = AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
                         use_buffers=True)
@@ -110,7 +145,7 @@ def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
                initial=start, total=cfg.steps)
     for step in bar:
         index = torch.randint(len(obs), (cfg.batch_size,), device=device, generator=generator)
-        loss = policy.bc_loss(obs[index], chunks[index])
+        loss = policy.bc_loss(observations(index), chunks[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -135,8 +170,10 @@ def run_pretrain(config: TrainConfig, dataset: str | Path, run_dir: str | Path,
     save_policy(run_dir / POLICY_FILE, policy, ema_state=bc_policy.state_dict(),
                 extra={'task': config.task, 'dataset': str(dataset),
                        'env_args': json.dumps(env_args)})
+    bc_policy.eval()  # the loss of the policy as it will sample: no image augmentation
+    first = slice(0, 4096)
     with torch.no_grad():
-        final_loss = float(np.mean([bc_policy.bc_loss(obs[:4096], chunks[:4096]).item()
+        final_loss = float(np.mean([bc_policy.bc_loss(observations(first), chunks[first]).item()
                                     for _ in range(4)]))
     return {'policy': str(run_dir / POLICY_FILE), 'steps': cfg.steps, 'resumed_from': start,
-            'samples': int(len(obs)), 'episodes': len(episodes), 'final_bc_loss': final_loss}
+            'samples': int(len(obs)), 'episodes': num_episodes, 'final_bc_loss': final_loss}

@@ -1,8 +1,13 @@
 """cube_push: a planar 3-link arm with a gripper pushes a cube onto a fixed goal on a table.
 
 Pure numpy + mujoco, because the robot-side sim node runs it (no torch, no gymnasium here).
-The cube moves on its own named joints (cube_x, cube_y, cube_yaw), so its pose reaches a policy
-through joint_states by name, exactly like the arm's joints.
+The cube moves on its own named joints (cube_x, cube_y, cube_yaw), so in this (state) task its
+pose reaches the policy through joint_states by name, exactly like the arm's joints.
+
+A task is ONE class registered once (rldt_ros.tasks.TASKS): the class attributes below say what
+a policy observes (joints, cameras, image size) and what only a simulator knows (privileged
+joints); the gymnasium env (rldt_train.envs.task_env), the model card (rldt_train.task_spec) and
+the sim node all read them from here.
 """
 from pathlib import Path
 
@@ -15,7 +20,7 @@ XML_PATH = Path(__file__).with_name('cube_push.xml')
 ARM_JOINTS = ('shoulder', 'elbow', 'wrist')
 ACTUATED_JOINTS = ARM_JOINTS + ('gripper',)
 CUBE_JOINTS = ('cube_x', 'cube_y', 'cube_yaw')
-OBSERVED_JOINTS = ACTUATED_JOINTS + CUBE_JOINTS
+SIM_JOINTS = ACTUATED_JOINTS + CUBE_JOINTS
 
 CONTROL_RATE_HZ = 20.0
 MAX_EPISODE_STEPS = 100
@@ -48,20 +53,39 @@ def _wrap(angle: float) -> float:
 
 
 class CubePushTask:
-    """The task behind both the sim node and the gymnasium env."""
+    """The task behind the sim node, the gymnasium env and the scripted expert.
+
+    The policy observes every joint, the cube's included (no cameras): the state task.
+    """
 
     name = 'cube_push'
+    OBSERVED_JOINTS: tuple[str, ...] = SIM_JOINTS
+    """Joints in the policy's state (positions, then velocities) and on the sim's
+    joint_states."""
+    OBSERVED_CAMERAS: tuple[str, ...] = ()
+    """Cameras in the policy's observation (each an RGB uint8 image of IMAGE_SIZE)."""
+    IMAGE_SIZE: tuple[int, int] = (64, 64)
+    """(height, width) of the observed camera images."""
+    PRIVILEGED_JOINTS: tuple[str, ...] = SIM_JOINTS
+    """Joints of the simulator's full state (what a critic in simulation may see)."""
 
     def __init__(self, control_rate_hz: float = CONTROL_RATE_HZ,
                  max_episode_steps: int = MAX_EPISODE_STEPS):
         self.model = mujoco.MjModel.from_xml_path(str(XML_PATH))
         self.data = mujoco.MjData(self.model)
         self.actuated_joints = list(ACTUATED_JOINTS)
-        self.observed_joints = list(OBSERVED_JOINTS)
+        self.observed_joints = list(self.OBSERVED_JOINTS)
         self.control_rate_hz = float(control_rate_hz)
         self.max_episode_steps = int(max_episode_steps)
         self.cameras = [self.model.camera(i).name for i in range(self.model.ncam)]
+        self.observed_cameras = list(self.OBSERVED_CAMERAS)
+        self.image_size = tuple(self.IMAGE_SIZE)
+        unknown = sorted(set(self.observed_cameras) - set(self.cameras))
+        if unknown:
+            raise ValueError(f'{self.name}: observed cameras {unknown} are not in the model; '
+                             f'it has {self.cameras}')
         self.state_dim = 2 * len(self.observed_joints)
+        self.privileged_dim = 2 * len(self.PRIVILEGED_JOINTS)
 
         # A control period must be a whole number of physics steps, or the rate silently drifts.
         period_s = 1.0 / self.control_rate_hz
@@ -70,9 +94,10 @@ class CubePushTask:
             raise ValueError(f'control_rate_hz={control_rate_hz} is not a whole number of '
                              f'{self.model.opt.timestep} s physics steps')
 
-        joints = [self.model.joint(n) for n in self.observed_joints]
-        self._qadr = np.array([j.qposadr[0] for j in joints])
-        self._dadr = np.array([j.dofadr[0] for j in joints])
+        self._qadr, self._dadr = self._addresses(self.observed_joints)
+        self._sim_qadr, _ = self._addresses(SIM_JOINTS)
+        self._cube_qadr, _ = self._addresses(CUBE_JOINTS)
+        self._priv_qadr, self._priv_dadr = self._addresses(self.PRIVILEGED_JOINTS)
         # The action vector is written straight into data.ctrl, so actuator i must drive joint i.
         for i, name in enumerate(self.actuated_joints):
             driven = self.model.joint(self.model.actuator_trnid[i, 0]).name
@@ -91,6 +116,12 @@ class CubePushTask:
         self._cameras = OffscreenCameras(self.model)
         self.reset()
 
+    def _addresses(self, names) -> tuple[np.ndarray, np.ndarray]:
+        """qpos and qvel addresses of 1-DoF joints, in the given order."""
+        joints = [self.model.joint(n) for n in names]
+        return (np.array([j.qposadr[0] for j in joints], dtype=np.intp),
+                np.array([j.dofadr[0] for j in joints], dtype=np.intp))
+
     # ---- simulation -------------------------------------------------------------------------
 
     def reset(self, seed: int | None = None) -> None:
@@ -101,7 +132,7 @@ class CubePushTask:
         q_arm = self._home + self._rng.uniform(-HOME_JITTER_RAD, HOME_JITTER_RAD, 3)
         cube = np.r_[self._rng.uniform(CUBE_START_LOW, CUBE_START_HIGH),
                      self._rng.uniform(-np.pi / 4, np.pi / 4)]
-        self.data.qpos[self._qadr] = np.r_[q_arm, 0.0, cube]
+        self.data.qpos[self._sim_qadr] = np.r_[q_arm, 0.0, cube]
         self.data.ctrl[:] = np.r_[q_arm, 0.0]
         mujoco.mj_forward(self.model, self.data)
 
@@ -120,8 +151,17 @@ class CubePushTask:
         """(state_dim,) float64: what a policy node rebuilds from one JointState message."""
         return np.concatenate([self.data.qpos[self._qadr], self.data.qvel[self._dadr]])
 
+    def privileged_state(self) -> np.ndarray:
+        """(privileged_dim,) float64: the full joint state, cube included (simulation only)."""
+        return np.concatenate([self.data.qpos[self._priv_qadr],
+                               self.data.qvel[self._priv_dadr]])
+
+    def images(self) -> dict[str, np.ndarray]:
+        """The observed cameras' images: name -> (height, width, 3) uint8 RGB."""
+        return {c: self.render(c, *self.image_size) for c in self.observed_cameras}
+
     def cube_xy(self) -> np.ndarray:
-        return self.data.qpos[self._qadr[4:6]].copy()
+        return self.data.qpos[self._cube_qadr[:2]].copy()
 
     def pusher_xy(self) -> np.ndarray:
         """Centre of the closed fingers at cube height, in the table frame."""
@@ -188,13 +228,13 @@ class CubePushTask:
         norm = float(np.linalg.norm(step))
         if norm > _MAX_STEP_M:
             step *= _MAX_STEP_M / norm
-        elbow = self.data.qpos[self._qadr[1]]
+        elbow = self.data.qpos[self._sim_qadr[1]]
         q_arm = self._ik(pusher + step, heading, elbow_sign=1.0 if elbow >= 0 else -1.0)
         q_arm = q_arm + rng.normal(0.0, noise_std, 3) if noise_std > 0 else q_arm
         return np.clip(np.r_[q_arm, 0.0], self.action_low, self.action_high)
 
     def _pusher_heading(self) -> float:
-        return float(np.sum(self.data.qpos[self._qadr[:3]]))
+        return float(np.sum(self.data.qpos[self._sim_qadr[:3]]))
 
     def _ik(self, pusher_xy: np.ndarray, heading: float, elbow_sign: float) -> np.ndarray:
         """(3,) arm joints that put the pusher at pusher_xy pointing along heading (rad)."""

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from rldt_train.config import TrainConfig
 from rldt_train.config import config_to_dict
 from rldt_train.data.episodes import Episode
+from rldt_train.data.episodes import dataset_obs
 from rldt_train.data.hdf5_io import write_dataset
 from rldt_train.envs.registry import BUILTIN
 from rldt_train.envs.registry import make_env
@@ -30,14 +31,17 @@ def _rollout(env, act, seed: int) -> Episode:
     info: dict = {}
     while True:
         action = act(obs)
-        observations.append(obs)
+        observations.append(obs if isinstance(obs, dict) else {'state': obs})
         actions.append(action)
         obs, reward, terminated, truncated, info = env.step(action)
         rewards.append(reward)
         dones.append(terminated)
         if terminated or truncated:
             break
-    return Episode(obs={'state': np.asarray(observations, np.float32)},
+    # Camera tasks observe a dict: images stay uint8, under robomimic's <camera>_image keys.
+    stacked = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    stacked = {k: v if v.dtype == np.uint8 else v.astype(np.float32) for k, v in stacked.items()}
+    return Episode(obs=dataset_obs(stacked, getattr(env.unwrapped, 'cameras', [])),
                    actions=np.asarray(actions, np.float32),
                    rewards=np.asarray(rewards, np.float32), dones=np.asarray(dones, bool),
                    success=bool(info.get('success', False)))

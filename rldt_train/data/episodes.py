@@ -4,11 +4,22 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def image_key(camera: str) -> str:
+    """Dataset key of a camera's images: robomimic's `obs/<camera>_image`, uint8 (T, H, W, 3)."""
+    return f'{camera}_image'
+
+
+def dataset_obs(obs: dict[str, np.ndarray], cameras: list[str]) -> dict[str, np.ndarray]:
+    """An env observation dict -> dataset keys (images renamed <camera>_image, others kept)."""
+    return {(image_key(k) if k in cameras else k): v for k, v in obs.items()}
+
+
 @dataclass
 class Episode:
     """One recorded episode; every array has the episode length T first.
 
-    obs: observation key -> array, 'state' (T, D) float; actions (T, A); rewards (T,);
+    obs: observation key -> array, 'state' (T, D) float, for camera tasks '<camera>_image'
+    (T, H, W, 3) uint8 and 'privileged' (T, P) float; actions (T, A); rewards (T,);
     dones (T,) bool, True where the episode terminated (robomimic semantics: the last step of a
     successful episode, never a time-out); success: whether the task was solved.
     """
@@ -49,3 +60,12 @@ def action_chunks(episodes: list[Episode], horizon: int, obs_key: str = 'state'
         chunks.append(episode.actions[index])
     return (np.concatenate(observations).astype(np.float32),
             np.concatenate(chunks).astype(np.float32))
+
+
+def stacked_obs(episodes: list[Episode], key: str) -> np.ndarray:
+    """Every step's `obs[key]`, in the order of `action_chunks` (images stay uint8)."""
+    missing = sum(key not in e.obs for e in episodes)
+    if missing:
+        raise ValueError(f'{missing} of {len(episodes)} episodes have no obs/{key}; '
+                         f'they have {sorted(episodes[0].obs)}')
+    return np.concatenate([e.obs[key] for e in episodes])

@@ -8,6 +8,10 @@ Termination and truncation: the chunk stops at the first step that terminates or
 the remaining actions are dropped, `terminated` / `truncated` are those of that step, and
 `info['chunk_steps']` says how many actions really ran (the TD target must not bootstrap past a
 termination, and a truncation is not a termination).
+
+Images: the policy only sees the observation at a chunk boundary, so an env that renders
+cameras (TaskEnv: `images_on_step`) steps without images inside the chunk and renders once at
+its end (a chunk of H actions costs one frame per camera, not H).
 """
 import gymnasium as gym
 import numpy as np
@@ -25,6 +29,11 @@ class ActionChunkWrapper(gym.Wrapper):
         self.action_space = gym.spaces.Box(
             low=np.repeat(inner.low[None], horizon, axis=0),
             high=np.repeat(inner.high[None], horizon, axis=0), dtype=inner.dtype)
+        base = env.unwrapped
+        self._renders_at_boundary = bool(getattr(base, 'cameras', None)) and \
+            hasattr(base, 'images_on_step')
+        if self._renders_at_boundary:
+            base.images_on_step = False
 
     def step(self, chunk):
         chunk = np.asarray(chunk)
@@ -38,6 +47,8 @@ class ActionChunkWrapper(gym.Wrapper):
             total += float(reward)
             if terminated or truncated:
                 break
+        if self._renders_at_boundary:
+            obs = self.env.unwrapped.observation()
         info = dict(info)
         info['chunk_steps'] = i + 1
         return obs, total, terminated, truncated, info

@@ -3,17 +3,18 @@ from typing import Callable
 
 import gymnasium as gym
 
+from rldt_ros.tasks import TASKS
 from rldt_train.envs.chunk_wrapper import ActionChunkWrapper
 
 GYM_LOCOMOTION = ('Hopper-v5', 'Walker2d-v5', 'HalfCheetah-v5')
-BUILTIN = ('cube_push',)
+BUILTIN = tuple(TASKS)  # the built-in tasks' one registry
 TASK_IDS = BUILTIN + GYM_LOCOMOTION
 
 
 def _make_base(task_id: str, render_mode: str | None) -> gym.Env:
-    if task_id == 'cube_push':
-        from rldt_train.envs.cube_push_env import CubePushEnv
-        return CubePushEnv(render_mode=render_mode)
+    if task_id in BUILTIN:
+        from rldt_train.envs.task_env import TaskEnv
+        return TaskEnv(task_id, render_mode=render_mode)
     if task_id in GYM_LOCOMOTION:
         return gym.make(task_id, render_mode=render_mode)
     raise ValueError(f'unknown task {task_id!r}; known: {", ".join(TASK_IDS)}')

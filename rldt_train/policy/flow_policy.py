@@ -1,11 +1,15 @@
-"""FlowPolicy: normalizers + velocity net + Euler sampler, and its checkpoint format.
+"""FlowPolicy: normalizers + image encoders + velocity net + Euler sampler, and its checkpoint
+format.
 
 The network works in normalized spaces (observations standardized, actions mapped to [-1, 1]);
-`sample` takes and returns robot units. Checkpoints are plain dicts of tensors and builtins so
-they load with `torch.load(weights_only=True)`.
+`sample` takes and returns robot units. Camera policies encode each image with their own
+encoder (policy/encoders.py) and condition on [normalized state, image features]. Checkpoints
+are plain dicts of tensors and builtins so they load with `torch.load(weights_only=True)`.
 """
+from contextlib import contextmanager
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,8 @@ from torch import nn
 
 from rldt_train.checkpoint_io import atomic_save
 from rldt_train.policy import flow
+from rldt_train.policy.encoders import ENCODERS
+from rldt_train.policy.encoders import ImageEncoder
 from rldt_train.policy.networks import VelocityMLP
 from rldt_train.policy.normalizer import Normalizer
 
@@ -38,6 +44,13 @@ class PolicyConfig:
             relative to where the joints are (a - q), which needs far less precision than
             absolute targets normalized over the whole joint range; the offset is added back
             inside `unnormalize_actions` (and inside the exported graph). None: absolute.
+        cameras: camera names the policy sees; each is a uint8 (B, H, W, 3) RGB entry of the
+            observation dict, encoded by its own image encoder. Empty: a state policy.
+        image_size: [height, width] of the camera images (required with cameras).
+        encoder: image encoder architecture, 'conv' or 'resnet' (see policy/encoders.py).
+        image_features: features per camera, concatenated with the normalized state.
+        image_channels: convolution width of the image encoder.
+        image_shift: random-shift augmentation in pixels (train mode only; 0: none).
     """
 
     obs_dim: int
@@ -49,6 +62,12 @@ class PolicyConfig:
     time_embed_dim: int = 32
     sampler_steps: int = 8
     action_reference_index: list[int] | None = None
+    cameras: list[str] = field(default_factory=list)
+    image_size: list[int] | None = None
+    encoder: str = 'conv'
+    image_features: int = 64
+    image_channels: int = 32
+    image_shift: int = 4
 
     def __post_init__(self):
         for name in ('obs_dim', 'action_dim', 'horizon', 'hidden_dim', 'depth', 'sampler_steps'):
@@ -63,6 +82,37 @@ class PolicyConfig:
             raise ValueError(f'PolicyConfig.action_reference_index must hold action_dim '
                              f'({self.action_dim}) indices into the state (< {self.obs_dim}), '
                              f'got {index}')
+        if self.encoder not in ENCODERS:
+            raise ValueError(f'PolicyConfig.encoder must be one of {ENCODERS}, '
+                             f'got {self.encoder!r}')
+        if len(set(self.cameras)) != len(self.cameras) or 'state' in self.cameras:
+            raise ValueError(f'PolicyConfig.cameras must be distinct names other than '
+                             f"'state', got {self.cameras}")
+        if self.cameras and (self.image_size is None or len(self.image_size) != 2 or
+                             min(self.image_size) < 32):
+            raise ValueError(f'PolicyConfig.image_size must be [height, width] >= 32 (three '
+                             f'stride-2 convolutions) with cameras, got {self.image_size}')
+        for name in ('image_features', 'image_channels'):
+            if getattr(self, name) < 2:
+                raise ValueError(f'PolicyConfig.{name} must be >= 2, got {getattr(self, name)}')
+        if self.image_shift < 0:
+            raise ValueError(f'PolicyConfig.image_shift must be >= 0, got {self.image_shift}')
+
+    @property
+    def cond_dim(self) -> int:
+        """Length of the conditioning features: normalized state + image features."""
+        return self.obs_dim + len(self.cameras) * self.image_features
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Eval mode inside the block (no image augmentation), the previous mode after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def state_of(obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,7 +132,11 @@ class FlowPolicy(nn.Module):
         self.register_buffer('reference_index', torch.tensor(index if index else [],
                                                              dtype=torch.long),
                              persistent=False)
-        self.velocity_net = VelocityMLP(config.obs_dim, config.horizon, config.action_dim,
+        self.image_encoders = nn.ModuleDict({
+            camera: ImageEncoder(tuple(config.image_size), config.image_features,
+                                 config.image_channels, config.encoder, config.image_shift)
+            for camera in config.cameras})
+        self.velocity_net = VelocityMLP(config.cond_dim, config.horizon, config.action_dim,
                                         config.hidden_dim, config.depth, config.residual,
                                         config.time_embed_dim)
 
@@ -107,11 +161,23 @@ class FlowPolicy(nn.Module):
     def encode(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """Conditioning features (B, C) of v_theta for raw observations.
 
-        obs: the raw state (B, D) or a dict of observation fields with 'state'. Everything that
-        samples or trains the flow conditions through here, so an observation encoder (e.g. for
-        cameras) changes this method only.
+        obs: the raw state (B, D) or a dict with 'state' and, for a camera policy, each
+        camera's uint8 (B, H, W, 3) image under its name (other keys are ignored). Everything
+        that samples or trains the flow conditions through here, once per state: callers that
+        need several chains per state repeat the features, not the images. Images are
+        augmented (random shift) in train mode only.
         """
-        return self.normalize_obs(state_of(obs))
+        state_n = self.normalize_obs(state_of(obs))
+        if not self.config.cameras:
+            return state_n
+        if not isinstance(obs, dict):
+            raise ValueError(f'this policy sees cameras {self.config.cameras}: pass a dict '
+                             "observation with 'state' and the images")
+        missing = [c for c in self.config.cameras if c not in obs]
+        if missing:
+            raise ValueError(f'observation lacks camera image(s) {missing}')
+        return torch.cat([state_n, *[self.image_encoders[c](obs[c])
+                                     for c in self.config.cameras]], dim=-1)
 
     def normalize_actions(self, actions: torch.Tensor, obs: torch.Tensor | None = None
                           ) -> torch.Tensor:
@@ -123,14 +189,15 @@ class FlowPolicy(nn.Module):
         """The flow's space -> robot-unit chunks; obs (B, D) raw, for relative actions."""
         return self.action_normalizer.unnormalize(actions_n) + self.action_reference(obs)
 
-    def velocity(self, x_n: torch.Tensor, tau: torch.Tensor, obs_n: torch.Tensor) -> torch.Tensor:
-        """v_theta(x, tau, s) in normalized spaces: x (B, H, A), tau (B,), obs (B, D)."""
-        return self.velocity_net(x_n, tau, obs_n)
+    def velocity(self, x_n: torch.Tensor, tau: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """v_theta(x, tau, s) in normalized spaces: x (B, H, A), tau (B,), cond (B, C) from
+        `encode`."""
+        return self.velocity_net(x_n, tau, cond)
 
-    def chain(self, obs_n: torch.Tensor, x0_n: torch.Tensor, steps: int | None = None
+    def chain(self, cond: torch.Tensor, x0_n: torch.Tensor, steps: int | None = None
               ) -> torch.Tensor:
-        """Whole Euler chain (N + 1, B, H, A) in normalized action space."""
-        return flow.euler_chain(self.velocity, x0_n, obs_n, steps or self.config.sampler_steps)
+        """Whole Euler chain (N + 1, B, H, A) in normalized action space; cond from `encode`."""
+        return flow.euler_chain(self.velocity, x0_n, cond, steps or self.config.sampler_steps)
 
     def initial_noise(self, batch: int, generator: torch.Generator | None = None,
                       device: torch.device | None = None) -> torch.Tensor:
@@ -144,7 +211,8 @@ class FlowPolicy(nn.Module):
         """Action chunks (B, H, A) in robot units for raw observations (state (B, D) or dict).
 
         deterministic: x0 = 0 (the deterministic sampling mode), else x0 = noise or fresh
-        N(0, I).
+        N(0, I). Images are never augmented here, in either module mode: an action is chosen
+        for the image the camera gave.
         """
         state = state_of(obs)
         batch = state.shape[0]
@@ -155,7 +223,9 @@ class FlowPolicy(nn.Module):
             x0 = self.initial_noise(batch, device=state.device)
         else:
             x0 = noise
-        final = self.chain(self.encode(obs), x0, steps)[-1]
+        with eval_mode(self):
+            cond = self.encode(obs)
+        final = self.chain(cond, x0, steps)[-1]
         return self.unnormalize_actions(final, state)
 
     def bc_loss(self, obs: torch.Tensor | dict[str, torch.Tensor], actions: torch.Tensor

@@ -123,10 +123,11 @@ class RLDTLearner:
             mix = replay.sample_trajectories(cfg.mix_size, cfg.new_data_fraction,
                                              cfg.sparse_reward)
             round_data = self.prepare_round(mix)
+            targets = None
             for step in range(critic_per_round):
                 if step % cfg.target_refresh_steps == 0:
                     fresh = self.td_targets(round_data)
-                    if step > 0:
+                    if targets is not None:
                         # How far the moving target nets carried the targets since the last
                         # refresh: what reusing them for target_refresh_steps steps costs.
                         staleness.append((fresh - targets).abs().mean())

@@ -5,7 +5,7 @@ from gymnasium.utils.env_checker import check_env
 
 from rldt_ros.tasks import make_task
 from rldt_ros.tasks.cube_push import CubePushTask
-from rldt_train.envs.cube_push_env import CubePushEnv
+from rldt_train.envs.task_env import TaskEnv
 
 
 @pytest.fixture(scope='module')
@@ -121,7 +121,7 @@ def test_bad_names_and_rates_fail_fast():
 @pytest.mark.filterwarnings('ignore:.*symmetric and normalized space')
 @pytest.mark.filterwarnings('ignore:.*alternative render modes')
 def test_gym_env_passes_checker_and_ends_episodes():
-    env = CubePushEnv(render_mode='rgb_array', height=48, width=64)
+    env = TaskEnv('cube_push', render_mode='rgb_array', height=48, width=64)
     check_env(env, skip_render_check=False)
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.float32 and obs.shape == env.observation_space.shape
