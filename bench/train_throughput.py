@@ -4,9 +4,11 @@ Runs a few REAL fine-tuning iterations (`run_finetune`, a freshly initialised po
 configured size, real vectorized envs) of this working tree and, in the same invocation, of a
 baseline git revision checked out into a temporary worktree, each in its own subprocess with
 one torch thread. Both use the same task, env count, rollout length and update budget
-(critic and actor steps per iteration). The iteration time is the median over the iterations
-between the first and the last (the last one also evaluates); env steps/s counts everything
-(collection and updates). Prints a table and one JSON line.
+(critic and actor steps per iteration). Two measures: CPU seconds per iteration (the child
+process's user + system time over the whole run, divided by the iterations: robust to other
+jobs on a shared machine, since each run is single-threaded) and the median wall seconds of the
+iterations between the first and the last (the last one also evaluates). env steps/s counts
+everything (collection and updates). Prints a table and one JSON line.
 
     python bench/train_throughput.py                                  # CPU scale, Hopper-v5
     python bench/train_throughput.py --baseline-rev none --config config/train/hopper.yaml
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,7 +71,10 @@ def measure(tree: Path, config: str, overrides: list[str], label: str) -> dict:
         env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS='1')
         cmd = [sys.executable, '-c', RUNNER, config, run_dir, *overrides]
         print(f'[{label}] {tree}: {" ".join(overrides)}', flush=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if out.returncode != 0:
             raise RuntimeError(f'{label} failed:\n{out.stderr[-3000:]}')
         line = next(x for x in out.stdout.splitlines() if x.startswith('RESULT '))
@@ -77,7 +83,9 @@ def measure(tree: Path, config: str, overrides: list[str], label: str) -> dict:
     steady = times[1:-1] if len(times) > 2 else times
     iteration_s = float(np.median(steady))
     per_iteration_env_steps = result['env_steps'] / len(times)
-    return {'label': label, 'iteration_s': iteration_s,
+    cpu_per_iteration = cpu_s / len(times)
+    return {'label': label, 'iteration_s': iteration_s, 'cpu_s_per_iteration': cpu_per_iteration,
+            'env_steps_per_cpu_s': per_iteration_env_steps / cpu_per_iteration,
             'env_steps_per_s': per_iteration_env_steps / iteration_s,
             'iterations': len(times), 'env_steps': result['env_steps']}
 
@@ -109,12 +117,14 @@ def main() -> None:
     base = rows[0]
     print(f'\nRLDT fine-tuning throughput, {args.config} at 16 envs x 64 chunk steps, '
           f'1 torch thread, {platform.processor() or platform.machine()}')
-    print(f'{"run":<22} {"s / iteration":>14} {"env steps/s":>12} {"vs baseline":>12}')
+    print(f'{"run":<22} {"CPU s / it":>11} {"env steps / CPU s":>18} {"wall s / it":>12} '
+          f'{"speed-up (CPU)":>15} {"speed-up (wall)":>16}')
     for row in rows:
-        ratio = base['iteration_s'] / row['iteration_s']
-        row['speedup_vs_first'] = ratio
-        print(f'{row["label"]:<22} {row["iteration_s"]:>14.2f} {row["env_steps_per_s"]:>12.0f} '
-              f'{ratio:>11.2f}x')
+        row['speedup_cpu'] = base['cpu_s_per_iteration'] / row['cpu_s_per_iteration']
+        row['speedup_wall'] = base['iteration_s'] / row['iteration_s']
+        print(f'{row["label"]:<22} {row["cpu_s_per_iteration"]:>11.2f} '
+              f'{row["env_steps_per_cpu_s"]:>18.0f} {row["iteration_s"]:>12.2f} '
+              f'{row["speedup_cpu"]:>14.2f}x {row["speedup_wall"]:>15.2f}x')
     print(json.dumps({'bench': 'train_throughput', 'config': args.config, 'rows': rows}))
 
 
