@@ -12,6 +12,7 @@ Files in --out: benchmark.md (the table), benchmark.png (curves), benchmark.json
 seed_<s>/{pretrain,finetune,log.txt}.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,38 +37,51 @@ GAIN, FLOOR = 1.10, 0.90
 
 def _run_seed(config_path: Path, overrides: list[str], seed: int, dataset: Path,
               out: Path) -> dict:
-    """pretrain + finetune for one seed in subprocesses (resumable); returns timings."""
+    """pretrain + finetune for one seed in subprocesses (resumable).
+
+    Returns {stage: {'wall_s', 'cpu_s'}}: the child's own CPU time (os.wait4), which does not
+    grow when other jobs share the cores. Kept in seed_<s>/timings.json across invocations.
+    """
     seed_dir = out / f'seed_{seed}'
     seed_dir.mkdir(parents=True, exist_ok=True)
+    timings_path = seed_dir / 'timings.json'
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     args = ['--config', str(config_path), *overrides, f'seed={seed}']
-    timings = {}
     with open(seed_dir / 'log.txt', 'a') as log:
         for stage, extra, done in (
                 ('pretrain', ['--dataset', str(dataset)], seed_dir / 'pretrain' / 'policy_bc.pt'),
                 ('finetune', ['--base', str(seed_dir / 'pretrain' / 'policy_bc.pt')],
                  seed_dir / 'finetune' / EVALUATION_FILE)):
             if done.is_file():
-                timings[stage] = 0.0                   # finished in an earlier invocation
-                continue
+                continue                               # finished in an earlier invocation
             cmd = [sys.executable, '-m', 'rldt_train.cli', stage, *extra, '--run-dir',
                    str(seed_dir / stage), '--resume', *args]
             log.write(f'$ {" ".join(cmd)}\n')
             log.flush()
             t0 = time.perf_counter()
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
-            timings[stage] = time.perf_counter() - t0
-            if code != 0:
-                raise RuntimeError(f'seed {seed}: {stage} failed (exit {code}); see '
-                                   f'{seed_dir / "log.txt"}')
+            child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+            timings[stage] = {'wall_s': time.perf_counter() - t0,
+                              'cpu_s': usage.ru_utime + usage.ru_stime}
+            timings_path.write_text(json.dumps(timings, indent=2))
+            if child.returncode != 0:
+                raise RuntimeError(f'seed {seed}: {stage} failed (exit {child.returncode}); '
+                                   f'see {seed_dir / "log.txt"}')
     return timings
 
 
-def _seed_result(out: Path, seed: int, metric_name: str) -> dict:
+def _seed_result(out: Path, seed: int, metric_name: str, timings: dict) -> dict:
     run_dir = out / f'seed_{seed}' / 'finetune'
     evaluation = json.loads((run_dir / EVALUATION_FILE).read_text())
     state = torch.load(run_dir / STATE_FILE, map_location='cpu', weights_only=True)
     run = state['run']
-    row = {'seed': seed, 'env_steps': run['env_steps'], 'wall_s': run['wall_s'],
+    # Whole fine-tuning process (evaluations included) when this benchmark ran it; else the
+    # run's own record of its iterations.
+    stage = timings.get('finetune', {})
+    row = {'seed': seed, 'env_steps': run['env_steps'],
+           'wall_s': stage.get('wall_s', run['wall_s']),
+           'cpu_s': stage.get('cpu_s', run.get('cpu_s', float('nan'))),
            'selected_iteration': evaluation['selected_iteration'],
            'deploy_mode': evaluation['deploy_mode'], 'history': run['history']['eval']}
     for label in ('base', 'selected'):
@@ -91,9 +105,11 @@ def _table(rows: list[dict], metric_name: str, config: TrainConfig, dataset: dic
              f'Dataset: {dataset["episodes"]} episodes, {dataset["steps"]} transitions, '
              f'return {dataset["return_mean"]:.0f} +- {dataset.get("return_sd", 0):.0f}. '
              f'Evaluation: {episodes} held-out episodes per mode and policy, mean {unit} '
-             f'[95% interval]; deterministic = x0 = 0.', '',
+             f'[95% interval]; deterministic = x0 = 0. Fine-tuning time: CPU time of the '
+             'single-threaded run (what it costs on an idle core) and wall time (longer when '
+             'other jobs shared the cores).', '',
              '| seed | base det | base stoch | RLDT det | RLDT stoch | best-mode ratio | '
-             'det / stoch ratio | deploy | env steps | wall |',
+             'det / stoch ratio | deploy | env steps | fine-tuning CPU / wall |',
              '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         cells = [reporting.format_eval(r[f'{lab}_{m}'], metric_name).rsplit(' (', 1)[0]
@@ -101,7 +117,7 @@ def _table(rows: list[dict], metric_name: str, config: TrainConfig, dataset: dic
         lines.append(f"| {r['seed']} | " + ' | '.join(cells) +
                      f" | {r['best_mode_ratio']:.2f}x | {r['deterministic_ratio']:.2f}x / "
                      f"{r['stochastic_ratio']:.2f}x | {r['deploy_mode']} | {r['env_steps']:,} | "
-                     f"{r['wall_s'] / 60:.1f} min |")
+                     f"{r['cpu_s'] / 60:.1f} / {r['wall_s'] / 60:.1f} min |")
 
     def mean_sd(values):
         values = np.asarray(values, dtype=float)
@@ -113,6 +129,7 @@ def _table(rows: list[dict], metric_name: str, config: TrainConfig, dataset: dic
                  f"{mean_sd([r['deterministic_ratio'] for r in rows])}x / "
                  f"{mean_sd([r['stochastic_ratio'] for r in rows])}x | | "
                  f"{mean_sd([r['env_steps'] for r in rows])} | "
+                 f"{mean_sd([r['cpu_s'] / 60 for r in rows])} / "
                  f"{mean_sd([r['wall_s'] / 60 for r in rows])} min |")
     met = [r['best_mode_ratio'] >= GAIN and min(r['deterministic_ratio'],
                                                 r['stochastic_ratio']) >= FLOOR for r in rows]
@@ -166,7 +183,7 @@ def run_benchmark(config: TrainConfig, config_path: Path, overrides: list[str],
             print(f'benchmark: seed {seed} done ({timings[seed]})', flush=True)
     metric_name = selection_metric(config.finetune.select_metric,
                                    task_has_success(config.task))
-    rows = [_seed_result(out, seed, metric_name) for seed in seeds]
+    rows = [_seed_result(out, seed, metric_name, timings[seed]) for seed in seeds]
     (out / 'benchmark.md').write_text(_table(rows, metric_name, config, dataset))
     _plot(rows, metric_name, out / 'benchmark.png',
           f'RLDT on {config.task}: in-run evaluation per seed ({config.finetune.eval_episodes} '

@@ -74,7 +74,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     learner, has_success, critic_key = build_learner(config, base_checkpoint, device)
     replay = RolloutReplay(cfg.replay_rollouts, device)
     metric_name = selection_metric(cfg.select_metric, has_success)
-    run = {'iteration': 0, 'env_steps': 0, 'wall_s': 0.0, 'best': None,
+    run = {'iteration': 0, 'env_steps': 0, 'wall_s': 0.0, 'cpu_s': 0.0, 'best': None,
            'history': {'eval': [], 'train_return': [], 'train_env_steps': [],
                        'iteration_s': []}}
     state_path = run_dir / STATE_FILE
@@ -107,7 +107,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     bar = tqdm(range(run['iteration'], cfg.iterations), desc=f'rldt {config.task}', unit='it',
                disable=not progress, initial=run['iteration'], total=cfg.iterations)
     for iteration in bar:
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
         # ---- collect ----------------------------------------------------------------------
         segment, obs_np, env_steps = collect_segment(venv, obs_np, learner, cfg.rollout_steps,
                                                      config.policy.horizon, tracker)
@@ -133,6 +133,7 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
         # ---- log ------------------------------------------------------------------------------
         iteration_s = time.perf_counter() - t_start
         run['wall_s'] += iteration_s
+        run['cpu_s'] = run.get('cpu_s', 0.0) + time.process_time() - cpu_start
         run['history']['iteration_s'].append(iteration_s)
         finished, tracker['finished'] = tracker['finished'], []
         if finished:
@@ -397,7 +398,8 @@ def _finish(config: TrainConfig, run_dir: Path, base_checkpoint: Path, learner: 
     summary = {'task': config.task, 'seed': config.seed, 'device': str(device),
                'transport': cfg.transport, 'reference': cfg.reference,
                'iterations': cfg.iterations, 'env_steps': run['env_steps'],
-               'wall_s': run['wall_s'], 'selected_iteration': best_iteration,
+               'wall_s': run['wall_s'], 'cpu_s': run.get('cpu_s', 0.0),
+               'selected_iteration': best_iteration,
                'deploy_mode': deploy, 'policy': str(run_dir / POLICY_FILE)}
     for label in ('base', 'selected'):
         for mode in reporting.MODES:
