@@ -10,7 +10,7 @@ jobs on a shared machine, since each run is single-threaded) and the median wall
 iterations between the first and the last (the last one also evaluates). env steps/s counts
 everything (collection and updates). Prints a table and one JSON line.
 
-    python bench/train_throughput.py                                  # CPU scale, Hopper-v5
+    python bench/train_throughput.py                                  # CPU scale, Hopper-v5, 24 it
     python bench/train_throughput.py --baseline-rev none --config config/train/hopper.yaml
 
 The default baseline is the last revision before the learner was restructured (critic on
@@ -94,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default='config/train/hopper.yaml',
                         help='a config both revisions have (its method settings are used)')
-    parser.add_argument('--iterations', type=int, default=6)
+    parser.add_argument('--iterations', type=int, default=24,
+                        help='the baseline\'s replay (20 rollouts) is full from iteration 20')
     parser.add_argument('--baseline-rev', default=BASELINE_REV,
                         help="git revision to compare with ('none': this tree only)")
     parser.add_argument('overrides', nargs='*', help='extra key=value for this tree only')
