@@ -98,6 +98,11 @@ def _seed_result(out: Path, seed: int, metric_name: str, timings: dict) -> dict:
     return row
 
 
+def _minutes(seconds: float) -> str:
+    """'12.3', or 'n/a' for a run whose CPU time was not recorded."""
+    return f'{seconds / 60:.1f}' if np.isfinite(seconds) else 'n/a'
+
+
 def _table(rows: list[dict], metric_name: str, config: TrainConfig, dataset: dict) -> str:
     unit = 'success' if metric_name == 'success' else 'return'
     episodes = rows[0]['base_deterministic']['episodes']
@@ -117,10 +122,12 @@ def _table(rows: list[dict], metric_name: str, config: TrainConfig, dataset: dic
         lines.append(f"| {r['seed']} | " + ' | '.join(cells) +
                      f" | {r['best_mode_ratio']:.2f}x | {r['deterministic_ratio']:.2f}x / "
                      f"{r['stochastic_ratio']:.2f}x | {r['deploy_mode']} | {r['env_steps']:,} | "
-                     f"{r['cpu_s'] / 60:.1f} / {r['wall_s'] / 60:.1f} min |")
+                     f"{_minutes(r['cpu_s'])} / {_minutes(r['wall_s'])} min |")
 
     def mean_sd(values):
         values = np.asarray(values, dtype=float)
+        if not np.isfinite(values).all():
+            return 'n/a'
         return f'{values.mean():.4g} +- {values.std(ddof=1) if len(values) > 1 else 0:.3g}'
     cells = [mean_sd([reporting.metric(r[f'{lab}_{m}'], metric_name) for r in rows])
              for lab in ('base', 'selected') for m in reporting.MODES]
