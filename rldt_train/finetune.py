@@ -55,9 +55,6 @@ CURVE_FILE = 'learning_curve.png'
 RESUMABLE_CHANGES = {'finetune.iterations'}
 # Episode seeds: in-run evaluations and the final evaluation never share an episode.
 EVAL_SEED_OFFSET, FINAL_SEED_OFFSET = 10_000, 20_000
-# A checkpoint is eligible for selection only if no sampling mode fell more than this far
-# below the same mode of the base (relative to |base|).
-SELECTION_TOLERANCE = 0.1
 
 
 def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
@@ -72,6 +69,9 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     learner, has_success, critic_key = build_learner(config, base_checkpoint, device)
+    if cfg.reward == 'success' and not has_success:
+        raise ValueError(f"finetune.reward is 'success' but task {config.task} reports no "
+                         'success')
     replay = RolloutReplay(cfg.replay_rollouts, device)
     metric_name = selection_metric(cfg.select_metric, has_success)
     run = {'iteration': 0, 'env_steps': 0, 'wall_s': 0.0, 'cpu_s': 0.0, 'best': None,
@@ -227,7 +227,8 @@ def collect_segment(venv, obs_np, learner: RLDTLearner, steps: int, horizon: int
 
     Fields: 'obs/<key>' and 'next_obs/<key>' raw observations (the true next observation where
     an episode ended), 'chunk' (executed, clipped chunk in the flow space), 'reward' (summed
-    over the chunk), 'terminated', 'episode_end', 'success'. tracker carries running episode
+    over the chunk, or the success flag with finetune.reward 'success'), 'terminated',
+    'episode_end', 'success'. tracker carries running episode
     returns and collects finished episodes as (return, success).
     """
     device = learner.action_box[0].device
@@ -250,7 +251,9 @@ def collect_segment(venv, obs_np, learner: RLDTLearner, steps: int, horizon: int
                                        device).items():
             put(f'next_obs/{key}', value)
         put('chunk', chunk_flow)
-        put('reward', np.asarray(reward, dtype=np.float32))
+        # The critic's reward: the task's, or 1 on the chunk that reached success.
+        learned = success if learner.cfg.reward == 'success' else reward
+        put('reward', np.asarray(learned, dtype=np.float32))
         put('terminated', terminated)
         put('episode_end', done)
         put('success', success)
@@ -278,14 +281,15 @@ def _evaluate(policy: FlowPolicy, config: TrainConfig, episodes: int, seed: int,
     return out
 
 
-def _score(result: dict, base: dict, metric_name: str) -> float | None:
-    """Selection score (the best mode's metric), or None if a mode fell too far below the
-    base's same mode (selection must not trade one mode's collapse for the other's gain)."""
+def _score(result: dict, base: dict, metric_name: str, floor: float) -> float | None:
+    """Selection score (the best mode's metric), or None if a mode fell below `floor` of the
+    base's same mode (finetune.selection_floor)."""
     values = {m: reporting.metric(result[m], metric_name) for m in reporting.MODES}
-    for mode, value in values.items():
-        floor = reporting.metric(base[mode], metric_name)
-        if value < floor - SELECTION_TOLERANCE * abs(floor):
-            return None
+    if floor > 0:
+        for mode, value in values.items():
+            reference = reporting.metric(base[mode], metric_name)
+            if value < reference - (1.0 - floor) * abs(reference):
+                return None
     return max(values.values())
 
 
@@ -303,7 +307,7 @@ def _evaluate_and_select(policy: FlowPolicy, run: dict, config: TrainConfig, met
             scalars[f'eval/{mode}_success'] = result[mode]['success_rate']
         reporting.log_scalars(writer, scalars, run['env_steps'])
     base = run['history']['eval'][0]
-    score = _score(result, base, metric_name)
+    score = _score(result, base, metric_name, cfg.selection_floor)
     best = run['best']
     is_best = score is not None and (best is None or score > best['score'])
     if is_best or not cfg.select_best:

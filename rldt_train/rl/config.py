@@ -11,6 +11,7 @@ from dataclasses import dataclass
 TRANSPORTS = ('rbf', 'delta')
 REFERENCES = ('previous', 'pretrained')
 REWARD_SCALES = ('ema_abs', 'none')
+REWARDS = ('task', 'success')
 VECTORIZATIONS = ('sync', 'async')
 CRITIC_ACTIVATIONS = ('silu', 'relu')
 CRITIC_SPLITS = ('trajectory', 'none')
@@ -97,6 +98,10 @@ class FinetuneConfig:
     step, the authors'). With Polyak 0.995 the targets move by ~3% of the TD error in 8 steps
     (measured on Hopper, logged as critic/target_staleness), and recomputing them was the
     largest cost of an iteration on CPU."""
+    reward: str = 'task'
+    """What the critic learns to predict: 'task' (the env's reward, summed over the chunk) or
+    'success' (1 on the chunk that reaches success, else 0: for tasks that report success,
+    Q is then the discounted probability of succeeding, the quantity deployment cares about)."""
     sparse_reward: bool = False
     """Sparse task: balance success/failure in critic batches and clip targets."""
     target_clip_max: float = 1.0
@@ -149,6 +154,11 @@ class FinetuneConfig:
     seeds the in-run evaluations never used (the numbers the summary and model card report)."""
     select_best: bool = True
     """Keep the best evaluated policy (the base included) and export it; False: the last."""
+    selection_floor: float = 0.9
+    """A policy is eligible for selection only if EVERY sampling mode keeps at least this
+    fraction of the base's same mode (measured as m >= base - (1 - floor) |base|): selection
+    must not trade one mode's collapse for the other's gain. 0 disables the floor, so the
+    best mode alone decides (for tasks where only the deployed mode matters)."""
     select_metric: str = 'auto'
     """What selection maximises: 'success' rate, mean 'return', or 'auto' (success when the
     task reports it, else return)."""
@@ -164,6 +174,7 @@ class FinetuneConfig:
     def __post_init__(self):
         choices = {'transport': TRANSPORTS, 'reference': REFERENCES,
                    'reward_scale': REWARD_SCALES, 'vectorization': VECTORIZATIONS,
+                   'reward': REWARDS,
                    'critic_activation': CRITIC_ACTIVATIONS, 'critic_split': CRITIC_SPLITS,
                    'deploy_mode': DEPLOY_MODES, 'select_metric': SELECT_METRICS}
         for name, allowed in choices.items():
@@ -200,6 +211,9 @@ class FinetuneConfig:
         for name in ('gamma', 'td_lambda'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'finetune.{name} must be in [0, 1], got {getattr(self, name)}')
+        if not 0.0 <= self.selection_floor <= 1.0:
+            raise ValueError(f'finetune.selection_floor must be in [0, 1], '
+                             f'got {self.selection_floor}')
         if not 0.0 < self.new_data_fraction <= 1.0:
             raise ValueError(f'finetune.new_data_fraction must be in (0, 1], '
                              f'got {self.new_data_fraction}')
