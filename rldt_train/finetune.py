@@ -80,7 +80,8 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     state_path = run_dir / STATE_FILE
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
-        _check_resume_config(state['config'], config_to_dict(config))
+        _check_resume_config(state['config'], config_to_dict(config),
+                             config_to_dict(TrainConfig()))
         learner.load_state_dict(state['learner'])
         replay.load_state_dict(state['replay'])
         run = state['run']
@@ -201,7 +202,9 @@ def selection_metric(name: str, has_success: bool) -> str:
     return name
 
 
-def _check_resume_config(saved: dict, current: dict) -> None:
+def _check_resume_config(saved: dict, current: dict, defaults: dict) -> None:
+    """Refuse to resume under a different config. A key the checkpoint predates counts as
+    unchanged while it holds its default (the behaviour the run was started with)."""
     def flatten(d: dict, prefix: str = '') -> dict:
         out = {}
         for key, value in d.items():
@@ -210,7 +213,9 @@ def _check_resume_config(saved: dict, current: dict) -> None:
             else:
                 out[f'{prefix}{key}'] = value
         return out
-    saved_flat, current_flat = flatten(saved), flatten(current)
+    saved_flat, current_flat, default_flat = flatten(saved), flatten(current), flatten(defaults)
+    for key in set(current_flat) - set(saved_flat):
+        saved_flat[key] = default_flat.get(key)
     changed = sorted(k for k in set(saved_flat) | set(current_flat)
                      if saved_flat.get(k) != current_flat.get(k) and k not in RESUMABLE_CHANGES)
     if changed:

@@ -78,4 +78,7 @@ def test_sim_time_loop_runs_faster_than_real_time(tmp_path, probe, procs):
     sim_s = r2['sim_time_s'] - r1['sim_time_s']
     assert sim_s == pytest.approx(30 / RATE_HZ)
     assert sim_s / wall_s == pytest.approx(3.0, rel=0.15)
-    assert abs(n_commands - 30) <= 3, n_commands  # the policy ticks on /clock: 20 Hz sim time
+    # The policy ticks on /clock (20 Hz sim time: 30 commands per episode; on the wall clock it
+    # would be 10). The probe counts by its own receive time, so under load a few commands land
+    # on the other side of an episode message.
+    assert abs(n_commands - 30) <= 6, n_commands

@@ -209,3 +209,21 @@ def test_finetune_on_cube_push_reports_success(tmp_path):
     assert 0.0 <= low <= evaluation['selected']['stochastic']['success_rate'] <= high <= 1.0
     state = torch.load(tmp_path / 'run' / STATE_FILE, weights_only=True)
     assert state['replay']['count'] == 2
+
+
+def test_resume_refuses_a_changed_config_but_not_a_key_the_checkpoint_predates():
+    from rldt_train.config import TrainConfig
+    from rldt_train.config import config_to_dict
+    from rldt_train.finetune import _check_resume_config
+    defaults = config_to_dict(TrainConfig())
+    saved = config_to_dict(TrainConfig())
+    del saved['finetune']['selection_floor']      # a run started before the key existed
+    current = config_to_dict(TrainConfig())
+    _check_resume_config(saved, current, defaults)
+    current['finetune']['selection_floor'] = 0.0  # ... but not with a non-default value
+    with pytest.raises(ValueError, match='selection_floor'):
+        _check_resume_config(saved, current, defaults)
+    current = config_to_dict(TrainConfig())
+    current['finetune']['actor_lr'] = 1.0
+    with pytest.raises(ValueError, match='actor_lr'):
+        _check_resume_config(config_to_dict(TrainConfig()), current, defaults)
