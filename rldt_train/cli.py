@@ -46,16 +46,21 @@ def cmd_pretrain(args) -> dict:
     if config.pretrain.eval_episodes:
         policy = load_policy(summary['policy'])
         result = evaluate(torch_policy(policy), config.task, config.pretrain.eval_episodes,
-                          config.policy.horizon, seed=config.seed + 1000, progress=True)
+                          config.policy.horizon, seed=config.seed + 1000, progress=True,
+                          conditions=config.env)
         summary.update({f'eval_{k}': v for k, v in result.as_dict().items()})
     return summary
 
 
 def cmd_finetune(args) -> dict:
+    from rldt_train.envs.registry import use_conditions
     from rldt_train.finetune import run_finetune
     config = load_config(args.config, args.overrides)
     run_dir = args.run_dir or Path('runs') / config.task / 'finetune'
-    return run_finetune(config, run_dir, args.base, resume=args.resume)
+    print(f'finetune: env conditions: {config.env.describe()}', flush=True)
+    # Every env of the run (collection, in-run and final evaluation) under the env section.
+    with use_conditions(config.env):
+        return run_finetune(config, run_dir, args.base, resume=args.resume)
 
 
 def cmd_eval(args) -> dict:
