@@ -153,7 +153,8 @@ def cmd_benchmark(args) -> dict:
 
 def cmd_demo(args) -> dict:
     from rldt_train.demo import run_demo
-    return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros)
+    return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros,
+                    robust=args.robust)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--full', action='store_true', help='larger settings (longer, better)')
     p.add_argument('--out', type=Path, default=Path('reports/demo'))
     p.add_argument('--skip-ros', action='store_true', help='no ROS 2 loop stage')
+    p.add_argument('--robust', action='store_true', help='also train the recipe of '
+                   'config/train/cube_push_robust.yaml (command filter, latency, domain '
+                   'randomization) and compare both under perturbations (--full does too)')
     p.set_defaults(func=cmd_demo)
     return parser
 
