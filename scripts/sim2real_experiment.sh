@@ -24,7 +24,7 @@ declare -A recipe=(
   [deploy]="--config config/train/cube_push.yaml env.max_delta_per_tick=0.1 env.action_delay_ticks=[0,2]"
   [randomized]="--config config/train/cube_push_robust.yaml"
 )
-names=(nominal deploy randomized)
+read -r -a names <<< "${NAMES:-nominal randomized deploy}"   # deploy: the ablation, last
 
 for name in "${names[@]}"; do
   # shellcheck disable=SC2086
@@ -40,7 +40,8 @@ done
 
 for stage in bc rldt; do
   models=()
-  for name in "${names[@]}"; do
+  for name in nominal deploy randomized; do
+    [[ -d "$OUT/models/${name}_${stage}_s${seeds[0]}" ]] || continue
     for s in "${seeds[@]}"; do models+=(--model "$name=$OUT/models/${name}_${stage}_s$s"); done
   done
   # Every perturbation on top of the robot's command filter (config/policy.yaml) ...
