@@ -138,7 +138,7 @@ def cmd_robustness(args) -> dict:
                'episodes': args.episodes}
     for name, block in table['models'].items():
         for row in table['rows']:
-            summary[f'{name} [{row}]'] = rb.format_cell(block['rows'][row])
+            summary[f'{name}: {row}'] = rb.format_cell(block['rows'][row])
     return summary
 
 
