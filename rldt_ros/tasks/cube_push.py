@@ -132,6 +132,10 @@ class CubePushTask:
         self._randomizer = None if self.randomization.is_nominal else \
             ModelRandomizer(self.model, self.randomization, OBJECT_BODIES)
         self._noise_rng = np.random.default_rng()
+        r, n = self.randomization, len(self._qadr)
+        self._reading_std = None if r.joint_position_noise_std == r.joint_velocity_noise_std \
+            == 0 else np.r_[np.full(n, r.joint_position_noise_std),
+                            np.full(n, r.joint_velocity_noise_std)]
         self.perturbation: dict = {}
         """This episode's drawn perturbation (scales, offsets; lists), empty when nominal."""
         self.reset()
@@ -180,12 +184,8 @@ class CubePushTask:
         """(state_dim,) float64: what a policy node rebuilds from one JointState message,
         with the randomization's measurement noise (a fresh draw per call, like a reading)."""
         state = np.concatenate([self.data.qpos[self._qadr], self.data.qvel[self._dadr]])
-        r = self.randomization
-        if r.joint_position_noise_std > 0 or r.joint_velocity_noise_std > 0:
-            n = len(self._qadr)
-            std = np.r_[np.full(n, r.joint_position_noise_std),
-                        np.full(n, r.joint_velocity_noise_std)]
-            state = state + std * self._noise_rng.standard_normal(2 * n)
+        if self._reading_std is not None:
+            state = state + self._reading_std * self._noise_rng.standard_normal(len(state))
         return state
 
     def privileged_state(self) -> np.ndarray:
