@@ -189,6 +189,10 @@ def test_robust_config_trains_with_the_robot_filter():
     assert not config.env.randomization.is_nominal
     nominal = load_config('config/train/cube_push.yaml')
     assert nominal.env.is_nominal
+    assert nominal.env.describe() == 'none (the bare simulator)'
+    text = config.env.describe()
+    assert 'command filter 0.1/tick' in text and 'action delay [0, 2] ticks' in text
+    assert "'friction_scale': [0.5, 1.5]" in text and 'light_scale' not in text
     robust, plain = config_to_dict(config), config_to_dict(nominal)
     assert {k: v for k, v in robust.items() if k != 'env'} == \
         {k: v for k, v in plain.items() if k != 'env'}
