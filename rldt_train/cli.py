@@ -1,4 +1,4 @@
-"""`rldt-train {collect,pretrain,finetune,eval,export,benchmark,demo}`: the training side's CLI.
+"""`rldt-train {collect,pretrain,finetune,eval,export,robustness,benchmark,demo}`: the CLI.
 
 Every command takes `--config config/train/<task>.yaml` plus `key=value` overrides
 (e.g. `pretrain.steps=2000 seed=3`), and prints a short summary table at the end.
@@ -46,16 +46,21 @@ def cmd_pretrain(args) -> dict:
     if config.pretrain.eval_episodes:
         policy = load_policy(summary['policy'])
         result = evaluate(torch_policy(policy), config.task, config.pretrain.eval_episodes,
-                          config.policy.horizon, seed=config.seed + 1000, progress=True)
+                          config.policy.horizon, seed=config.seed + 1000, progress=True,
+                          conditions=config.env)
         summary.update({f'eval_{k}': v for k, v in result.as_dict().items()})
     return summary
 
 
 def cmd_finetune(args) -> dict:
+    from rldt_train.envs.registry import use_conditions
     from rldt_train.finetune import run_finetune
     config = load_config(args.config, args.overrides)
     run_dir = args.run_dir or Path('runs') / config.task / 'finetune'
-    return run_finetune(config, run_dir, args.base, resume=args.resume)
+    print(f'finetune: env conditions: {config.env.describe()}', flush=True)
+    # Every env of the run (collection, in-run and final evaluation) under the env section.
+    with use_conditions(config.env):
+        return run_finetune(config, run_dir, args.base, resume=args.resume)
 
 
 def cmd_eval(args) -> dict:
@@ -106,6 +111,37 @@ def cmd_export(args) -> dict:
             'deterministic': card.raw['sampler']['deterministic']}
 
 
+def cmd_robustness(args) -> dict:
+    """Each model under each perturbation; table, plot and numbers in --out."""
+    from rldt_ros.model_card import load_model_card
+    from rldt_train import robustness as rb
+    from rldt_train.config import EnvSection
+    models: dict[str, list[Path]] = {}
+    for item in args.model:
+        label, sep, folder = item.rpartition('=')
+        models.setdefault(label if sep else Path(folder).name, []).append(Path(folder))
+    cards = [load_model_card(d) for dirs in models.values() for d in dirs]
+    tasks = sorted({c.task for c in cards})
+    if len(tasks) != 1:
+        raise ValueError(f'robustness: all models must share one task, got {tasks}')
+    if args.filter == 'robot':
+        cap = rb.robot_filter(args.params or rb.POLICY_PARAMS)
+    else:
+        cap = float(args.filter)
+    base = EnvSection(max_delta_per_tick=cap)
+    rows = rb.parse_perturb(args.perturb, cameras=any(c.cameras for c in cards))
+    out = args.out or Path('reports') / 'robustness' / '_'.join(models)
+    table = rb.evaluate_robustness(models, rows, base, args.episodes, args.seed, args.mode)
+    title = args.title or f'{tasks[0]}: ' + ', '.join(models)
+    rb.write_report(table, out, title, base, args.episodes, args.seed, args.mode)
+    summary = {'report': str(out / 'robustness.md'), 'filter': cap,
+               'episodes': args.episodes}
+    for name, block in table['models'].items():
+        for row in table['rows']:
+            summary[f'{name}: {row}'] = rb.format_cell(block['rows'][row])
+    return summary
+
+
 def cmd_benchmark(args) -> dict:
     from rldt_train.benchmark import run_benchmark
     if args.config is None:
@@ -117,10 +153,12 @@ def cmd_benchmark(args) -> dict:
 
 def cmd_demo(args) -> dict:
     from rldt_train.demo import run_demo
-    return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros)
+    return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros,
+                    robust=args.robust)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rldt_train.robustness import PERTURBATIONS
     parser = argparse.ArgumentParser(prog='rldt-train', description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
 
@@ -166,6 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
                    'the fine-tuning run chose, else stochastic)')
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser('robustness', help='evaluate models under perturbations (delay, masses, '
+                       'friction, gains, noise, cameras): table + plot')
+    p.add_argument('--model', action='append', required=True, metavar='[LABEL=]DIR',
+                   help='exported model folder; repeat it (e.g. one per training seed, the '
+                   'same LABEL groups them)')
+    p.add_argument('--perturb', nargs='+', metavar='NAME[=L1,L2]',
+                   help='perturbations and levels (default: all that apply), e.g. '
+                   'action_delay=1,2 friction=0.5,1.5; names: ' + ', '.join(PERTURBATIONS))
+    p.add_argument('--episodes', type=int, default=100, help='episodes per model and row')
+    p.add_argument('--seed', type=int, default=1000, help='episode seed (same in every row)')
+    p.add_argument('--mode', choices=('card', 'deterministic', 'stochastic'), default='card',
+                   help="sampling mode (default: each model's deploy mode from its card)")
+    p.add_argument('--filter', default='robot', help="command filter every row runs with: "
+                   "'robot' (max_delta_per_tick of --params), or a number (0: none)")
+    p.add_argument('--params', type=Path, help='the policy node parameter file --filter '
+                   "robot reads (default: this package's config/policy.yaml)")
+    p.add_argument('--title')
+    p.add_argument('--out', type=Path, help='report folder (default reports/robustness/...)')
+    p.set_defaults(func=cmd_robustness)
+
     p = sub.add_parser('benchmark', help='collect -> BC -> RLDT for several seeds, one table')
     _add_config_args(p)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -177,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--full', action='store_true', help='larger settings (longer, better)')
     p.add_argument('--out', type=Path, default=Path('reports/demo'))
     p.add_argument('--skip-ros', action='store_true', help='no ROS 2 loop stage')
+    p.add_argument('--robust', action='store_true', help='also train the recipe of '
+                   'config/train/cube_push_robust.yaml (command filter, latency, domain '
+                   'randomization) and compare both under perturbations (--full does too)')
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from rldt_ros.randomization import Randomization
+from rldt_ros.safety import check_max_delta
 from rldt_train.rl.config import FinetuneConfig
 
 
@@ -120,6 +122,63 @@ class PretrainSection:
 
 
 @dataclass
+class EnvSection:
+    """What the built-in task's env adds to the bare simulator so that what is optimised is
+    what runs on the robot: the policy node's command filter, its latency, and domain
+    randomization. Applied to demonstration collection, fine-tuning and every evaluation of
+    the run, and written into the exported model card. The defaults add nothing."""
+
+    max_delta_per_tick: float = 0.0
+    """The policy node's per-tick command cap (rad or m; config/policy.yaml holds the robot's
+    value): each command moves at most this far from the previous one, and from the MEASURED
+    joint positions at episode start, then is clamped to the joint limits
+    (rldt_ros.safety.CommandFilter). 0: no filter."""
+    action_delay_ticks: list = field(default_factory=lambda: [0, 0])
+    """[min, max] control ticks by which commands lag their observation, drawn per chunk:
+    meanwhile the previous chunk's remaining actions run, or the last command is held."""
+    observation_delay_ticks: list = field(default_factory=lambda: [0, 0])
+    """[min, max] control ticks by which the observation a chunk is sampled from is stale,
+    drawn per chunk (< policy.horizon)."""
+    randomization: Randomization = field(default_factory=Randomization)
+    """Per-episode domain randomization (rldt_ros.randomization.Randomization: masses,
+    friction, damping, servo gains, sensor noise, control-period jitter, cameras, light,
+    colours)."""
+
+    def __post_init__(self):
+        if self.max_delta_per_tick != 0.0:
+            try:
+                check_max_delta(self.max_delta_per_tick)
+            except ValueError as exc:
+                raise ValueError(f'env.{exc} (or 0: no filter)') from None
+        for name in ('action_delay_ticks', 'observation_delay_ticks'):
+            value = getattr(self, name)
+            if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                          for v in value) or not 0 <= value[0] <= value[1]:
+                raise ValueError(f'env.{name} must be [min, max] whole ticks with 0 <= min <= '
+                                 f'max, got {value!r}')
+
+    def describe(self) -> str:
+        """One line for logs: what the env adds to the bare simulator."""
+        if self.is_nominal:
+            return 'none (the bare simulator)'
+        nominal = Randomization().to_dict()
+        changed = {k: v for k, v in self.randomization.to_dict().items() if v != nominal[k]}
+        parts = [f'command filter {self.max_delta_per_tick:g}/tick' if self.max_delta_per_tick
+                 else 'no command filter',
+                 f'action delay {self.action_delay_ticks} ticks',
+                 f'observation delay {self.observation_delay_ticks} ticks',
+                 f'randomization {changed}' if changed else 'no randomization']
+        return '; '.join(parts)
+
+    @property
+    def is_nominal(self) -> bool:
+        """No filter, no delay, no randomization: the bare simulator."""
+        return (self.max_delta_per_tick == 0.0 and list(self.action_delay_ticks) == [0, 0]
+                and list(self.observation_delay_ticks) == [0, 0]
+                and self.randomization.is_nominal)
+
+
+@dataclass
 class TrainConfig:
     """Everything one task's pipeline needs."""
 
@@ -137,6 +196,7 @@ class TrainConfig:
     collect: CollectSection = field(default_factory=CollectSection)
     pretrain: PretrainSection = field(default_factory=PretrainSection)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    env: EnvSection = field(default_factory=EnvSection)
 
 
 def _parse_value(text: str) -> Any:
@@ -166,6 +226,8 @@ def _merge(obj: Any, updates: dict, where: str) -> Any:
         elif isinstance(current, float) and isinstance(value, (int, str)) \
                 and not isinstance(value, bool):
             value = _to_float(value, f'{where}{key}')
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)  # YAML has lists only; [low, high] ranges are tuples here
         elif isinstance(value, bool) != isinstance(current, bool) and current is not None:
             raise ConfigError(f'config key {where}{key} must be {type(current).__name__}, '
                               f'got {value!r}')

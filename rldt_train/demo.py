@@ -9,6 +9,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,11 @@ from rldt_train.config import load_config
 from rldt_train.config import save_config
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train' / 'cube_push.yaml'
+# The same recipe trained for the robot: command filter, latency, domain randomization.
+ROBUST_CONFIG = CONFIG.with_name('cube_push_robust.yaml')
+# The demo's robustness rows (rldt-train robustness has more), on top of the robot's filter.
+ROBUSTNESS_ROWS = ['action_delay=1,2', 'link_mass=0.8,1.2', 'friction=0.5,1.5', 'damping=2',
+                   'actuator_gain=0.7', 'joint_noise=0.01', 'control_jitter=0.2']
 
 
 @dataclass
@@ -28,12 +34,18 @@ class DemoSettings:
     ros_episodes: int = 12
     ros_real_time_factor: float = 3.0
     latency_runs: int = 500
+    robustness_episodes: int = 30
+    """Episodes per model and perturbation in the robustness table (0: no table)."""
+    robust: bool = False
+    """Also train the recipe of config/train/cube_push_robust.yaml (filter, latency,
+    randomization) and compare it with the nominal one under every perturbation."""
 
 
 DEFAULT = DemoSettings()
 FULL = DemoSettings(overrides=['collect.episodes=400', 'pretrain.steps=10000',
                                'finetune.iterations=60'],
-                    eval_episodes=200, ros_episodes=40, latency_runs=2000)
+                    eval_episodes=200, ros_episodes=40, latency_runs=2000,
+                    robustness_episodes=100, robust=True)
 
 
 def _stage(number: int, title: str) -> None:
@@ -167,9 +179,57 @@ def _write_summary(out: Path, rows: dict, extra: dict) -> None:
     (out / 'summary.md').write_text('\n'.join(lines) + '\n')
 
 
+def _train_robust(config, work: Path, out: Path) -> dict[str, Path]:
+    """collect -> BC -> RLDT under the robust recipe's env section; the exported models."""
+    from rldt_train.data.collect import run_collect
+    from rldt_train.envs.registry import use_conditions
+    from rldt_train.export import export_policy
+    from rldt_train.finetune import run_finetune
+    from rldt_train.pretrain import run_pretrain
+    run_collect(config, work / 'demos_robust.hdf5')
+    bc = run_pretrain(config, work / 'demos_robust.hdf5', work / 'pretrain_robust')
+    with use_conditions(config.env):
+        run_finetune(config, work / 'finetune_robust', Path(bc['policy']))
+    models = {'BC randomized': out / 'models' / 'cube_push_bc_randomized',
+              'RLDT randomized': out / 'models' / 'cube_push_rldt_randomized'}
+    export_policy(bc['policy'], models['BC randomized'], task='cube_push',
+                  name='cube_push_bc_randomized', provenance={'stage': 'bc randomized'})
+    export_policy(work / 'finetune_robust' / 'policy_finetuned.pt', models['RLDT randomized'],
+                  task='cube_push', name='cube_push_rldt_randomized',
+                  provenance={'stage': 'rldt randomized'})
+    return models
+
+
+def _robustness(models: dict[str, Path], settings: DemoSettings, seed: int, out: Path) -> dict:
+    """rldt-train robustness on the demo's models: robustness.{md,png,json} in out."""
+    from rldt_train import robustness as rb
+    from rldt_train.config import EnvSection
+    base = EnvSection(max_delta_per_tick=rb.robot_filter())
+    rows = rb.parse_perturb(ROBUSTNESS_ROWS, cameras=False)
+    table = rb.evaluate_robustness({k: [v] for k, v in models.items()}, rows, base,
+                                   settings.robustness_episodes, seed)
+    rb.write_report(table, out, 'cube_push: the demo models under perturbations', base,
+                    settings.robustness_episodes, seed, 'card')
+    return table
+
+
+def _append_robustness(out: Path, table: dict) -> None:
+    """The robustness table (and plot) at the end of summary.md."""
+    lines = (out / 'robustness.md').read_text().splitlines()[2:]   # below its title
+    if 'RLDT randomized' in table['models']:
+        lines += ['"randomized": the same recipe trained for the robot '
+                  '(config/train/cube_push_robust.yaml: the command filter in every env, 0-2 '
+                  'ticks of action delay in fine-tuning, domain randomization); models in '
+                  '`models/cube_push_bc_randomized/`, `models/cube_push_rldt_randomized/`.', '']
+    text = (out / 'summary.md').read_text()
+    (out / 'summary.md').write_text(text + '\n## Robustness\n\n' + '\n'.join(lines) + '\n')
+
+
 def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
-             skip_ros: bool = False, settings: DemoSettings | None = None) -> dict:
-    """Run every stage; `settings` overrides the default/full sizes (tests use tiny ones)."""
+             skip_ros: bool = False, settings: DemoSettings | None = None,
+             robust: bool = False) -> dict:
+    """Run every stage; `settings` overrides the default/full sizes (tests use tiny ones);
+    robust: also train and compare the robust recipe (as settings.robust)."""
     from rldt_train.data.collect import run_collect
     from rldt_train.evaluate import evaluate
     from rldt_train.evaluate import onnx_policy
@@ -178,6 +238,8 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     from rldt_train.finetune import run_finetune
 
     settings = settings or (FULL if full else DEFAULT)
+    if robust:
+        settings = replace(settings, robust=True)
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -203,6 +265,13 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     if (work / 'finetune' / 'learning_curve.png').is_file():
         shutil.copy2(work / 'finetune' / 'learning_curve.png', out / 'learning_curve.png')
 
+    robust_models = {}
+    if settings.robust:
+        robust_config = load_config(ROBUST_CONFIG, settings.overrides)
+        print(f'\n[3/7] and the same recipe trained for the robot: '
+              f'{robust_config.env.describe()}', flush=True)
+        robust_models = timed('robust_recipe', _train_robust, robust_config, work, out)
+
     _stage(4, 'export both policies to ONNX (parity-checked)')
     models = {'BC': out / 'models' / 'cube_push_bc', 'RLDT': out / 'models' / 'cube_push_rldt'}
     t0 = time.perf_counter()
@@ -222,6 +291,12 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
                           seed=config.seed + 10_000, progress=True)
         rows[label] = {'sim': result.as_dict()}
     stage_s['evaluate'] = time.perf_counter() - t0
+    robustness = None
+    if settings.robustness_episodes:
+        print(f'\n[5/7] robustness: {settings.robustness_episodes} episodes per model and '
+              "perturbation, on top of the robot's command filter", flush=True)
+        robustness = timed('robustness', _robustness, {**models, **robust_models}, settings,
+                           config.seed + 20_000, out)
 
     ros_stats: dict = {}
     if skip_ros:
@@ -253,7 +328,10 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     extra = {'demo_success': demos['success_rate'], 'demo_episodes': demos['episodes'],
              'latency': latency, 'wall_s': time.perf_counter() - t_start, 'stage_s': stage_s}
     _write_summary(out, rows, extra)
-    results = {'rows': rows, 'finetune': ft, 'pretrain': bc, 'collect': demos, **extra}
+    if robustness is not None:
+        _append_robustness(out, robustness)
+    results = {'rows': rows, 'finetune': ft, 'pretrain': bc, 'collect': demos, **extra,
+               'robustness': robustness}
     (out / 'results.json').write_text(json.dumps(results, indent=2, default=str))
     summary = {'report': str(out / 'summary.md'),
                'demo_success': demos['success_rate'],

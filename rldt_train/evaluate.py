@@ -47,13 +47,14 @@ class EvalResult:
 
 
 def evaluate(policy: ChunkPolicy, task: str, episodes: int, horizon: int, seed: int = 1000,
-             num_envs: int = 8, progress: bool = False) -> EvalResult:
+             num_envs: int = 8, progress: bool = False, conditions=None) -> EvalResult:
     """Run `episodes` complete episodes (each env's episodes counted in order, so the set of
-    episodes is fixed by the seed, not by which env finishes first)."""
+    episodes is fixed by the seed, not by which env finishes first). conditions: the env
+    section to run under (rldt_train.envs.registry.make_env; default: the active one)."""
     num_envs = max(1, min(num_envs, episodes))
     episodes_per_env = [episodes // num_envs + (i < episodes % num_envs)
                         for i in range(num_envs)]
-    venv = make_vector_env(task, num_envs, horizon, seed=seed)
+    venv = make_vector_env(task, num_envs, horizon, seed=seed, conditions=conditions)
     obs, _ = venv.reset(seed=seed)
     done_counts = np.zeros(num_envs, int)
     running_return = np.zeros(num_envs)
@@ -105,15 +106,15 @@ def _policy_input(obs):
 
 def evaluate_modes(make_policy: Callable[[bool], ChunkPolicy], task: str, episodes: int,
                    horizon: int, seed: int, has_success: bool, num_envs: int = 16,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, conditions=None) -> dict:
     """Both sampling modes on the same episode seeds: {mode: summary with 95% intervals}.
 
     make_policy(deterministic) -> ChunkPolicy. 'deterministic' is x0 = 0, 'stochastic' is
     x0 ~ N(0, I); a model is deployed in one of them, so both are always reported.
     """
     return {mode: evaluate(make_policy(mode == 'deterministic'), task, episodes, horizon,
-                           seed=seed, num_envs=num_envs, progress=progress
-                           ).summary(has_success)
+                           seed=seed, num_envs=num_envs, progress=progress,
+                           conditions=conditions).summary(has_success)
             for mode in MODES}
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from rldt_ros.model_card import POLICY_FILE
 from rldt_ros.model_card import write_model_card
+from rldt_ros.randomization import Randomization
 from rldt_train.finetune import EVALUATION_FILE
 from rldt_train.policy.flow_policy import FlowPolicy
 from rldt_train.policy.flow_policy import load_policy
@@ -45,6 +46,30 @@ def _training_record(checkpoint: Path) -> dict:
         with open(evaluation_path) as f:
             record['evaluation'] = json.load(f)
     return record
+
+
+def training_conditions(record: dict) -> dict | None:
+    """The model card's `training_conditions`: the command filter, action delay, observation
+    noise and randomization the policy was trained under, so the policy node can warn when it
+    runs under others. From the run's config (its env section); for a BC policy from the
+    conditions its demonstrations were collected under (the dataset's env_args). None when the
+    run left no config beside the checkpoint (unknown, not nominal)."""
+    config = record.get('training_config')
+    if not isinstance(config, dict):
+        return None
+    env = config.get('env') or {}
+    env_args = (record.get('training') or {}).get('env_args')
+    if env_args is not None:  # behaviour cloning: the dataset's conditions, nominal if none
+        env = (json.loads(env_args).get('env_kwargs') or {}).get('conditions') or {}
+    randomization = Randomization.from_dict(env.get('randomization'))
+    cap = float(env.get('max_delta_per_tick') or 0.0)
+    return {'command_filter': {'max_delta_per_tick': cap} if cap else None,
+            'action_delay_ticks': [int(v) for v in env.get('action_delay_ticks', [0, 0])],
+            'observation_noise': {
+                'joint_position_std': randomization.joint_position_noise_std,
+                'joint_velocity_std': randomization.joint_velocity_noise_std,
+                'image_std': randomization.image_noise_std},
+            'randomization': randomization.to_dict()}
 
 
 class ChunkGraph(nn.Module):
@@ -128,6 +153,7 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: 
     if unknown or (cfg.cameras and list(spec.image_size) != list(cfg.image_size)):
         raise ExportError(f'checkpoint sees cameras {cfg.cameras} at {cfg.image_size}; task '
                           f'{task} observes {spec.cameras} at {spec.image_size}')
+    conditions = training_conditions(record)
     graph = ChunkGraph(policy, steps).eval()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
@@ -158,6 +184,7 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, task: str, name: 
             'sampler': {'steps': steps, 'method': 'euler', 'noise': 'gaussian',
                         'deterministic': deploy_mode == 'deterministic'},
             'files': {POLICY_FILE: {}},
+            **({'training_conditions': conditions} if conditions is not None else {}),
             'provenance': {'checkpoint': str(checkpoint), 'policy': dict(vars(cfg)),
                            **record,
                            'parity_max_abs_error': error,

@@ -14,6 +14,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from rldt_ros.randomization import ModelRandomizer
+from rldt_ros.randomization import Randomization
 from rldt_ros.rendering import OffscreenCameras
 
 XML_PATH = Path(__file__).with_name('cube_push.xml')
@@ -21,6 +23,7 @@ ARM_JOINTS = ('shoulder', 'elbow', 'wrist')
 ACTUATED_JOINTS = ARM_JOINTS + ('gripper',)
 CUBE_JOINTS = ('cube_x', 'cube_y', 'cube_yaw')
 SIM_JOINTS = ACTUATED_JOINTS + CUBE_JOINTS
+OBJECT_BODIES = ('cube',)
 
 CONTROL_RATE_HZ = 20.0
 MAX_EPISODE_STEPS = 100
@@ -48,6 +51,10 @@ _MAX_STEP_M = 0.03
 _HOLD_RADIUS_M = 0.015
 
 
+# Second seed word of the perturbation generator (an independent stream from the same seed).
+_PERTURBATION_STREAM = 0x5EED
+
+
 def _wrap(angle: float) -> float:
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
@@ -56,6 +63,10 @@ class CubePushTask:
     """The task behind the sim node, the gymnasium env and the scripted expert.
 
     The policy observes every joint, the cube's included (no cameras): the state task.
+    `randomization` (rldt_ros.randomization) perturbs the world per episode, drawn in reset()
+    from the episode seed: dynamics, measurement noise in state() and images(), control-period
+    jitter in step(), cameras, light, colours. joint_positions() / joint_velocities() /
+    privileged_state() stay the simulator's truth.
     """
 
     name = 'cube_push'
@@ -70,7 +81,8 @@ class CubePushTask:
     """Joints of the simulator's full state (what a critic in simulation may see)."""
 
     def __init__(self, control_rate_hz: float = CONTROL_RATE_HZ,
-                 max_episode_steps: int = MAX_EPISODE_STEPS):
+                 max_episode_steps: int = MAX_EPISODE_STEPS,
+                 randomization: Randomization | None = None):
         self.model = mujoco.MjModel.from_xml_path(str(XML_PATH))
         self.data = mujoco.MjData(self.model)
         self.actuated_joints = list(ACTUATED_JOINTS)
@@ -114,6 +126,18 @@ class CubePushTask:
         self._home = self._ik(HOME_PUSHER_XY, 0.0, elbow_sign=1.0)
         self._rng = np.random.default_rng()
         self._cameras = OffscreenCameras(self.model)
+        self.randomization = randomization or Randomization()
+        # Nominal: no randomizer, no draws, the exact nominal simulation. Perturbations draw
+        # from their own generator, so an episode's start state does not depend on them.
+        self._randomizer = None if self.randomization.is_nominal else \
+            ModelRandomizer(self.model, self.randomization, OBJECT_BODIES)
+        self._noise_rng = np.random.default_rng()
+        r, n = self.randomization, len(self._qadr)
+        self._reading_std = None if r.joint_position_noise_std == r.joint_velocity_noise_std \
+            == 0 else np.r_[np.full(n, r.joint_position_noise_std),
+                            np.full(n, r.joint_velocity_noise_std)]
+        self.perturbation: dict = {}
+        """This episode's drawn perturbation (scales, offsets; lists), empty when nominal."""
         self.reset()
 
     def _addresses(self, names) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +152,9 @@ class CubePushTask:
         """New episode: arm near home, cube uniformly in its start region with a random yaw."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            self._noise_rng = np.random.default_rng([seed, _PERTURBATION_STREAM])
+        if self._randomizer is not None and self.randomization.changes_model:
+            self.perturbation = self._randomizer.sample(self._noise_rng, self.data)
         mujoco.mj_resetData(self.model, self.data)
         q_arm = self._home + self._rng.uniform(-HOME_JITTER_RAD, HOME_JITTER_RAD, 3)
         cube = np.r_[self._rng.uniform(CUBE_START_LOW, CUBE_START_HIGH),
@@ -139,7 +166,13 @@ class CubePushTask:
     def step(self, q_target: np.ndarray) -> None:
         """Hold the (clipped) joint targets for one control period."""
         self.data.ctrl[:] = np.clip(q_target, self.action_low, self.action_high)
+        if self.randomization.control_period_jitter > 0:
+            self.model.opt.timestep = self._randomizer.control_timestep(self._noise_rng)
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)
+
+    def commanded_targets(self) -> np.ndarray:
+        """(A,) the joint targets the actuators hold now (after reset: the start pose)."""
+        return self.data.ctrl.copy()
 
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()
@@ -148,8 +181,12 @@ class CubePushTask:
         return self.data.qvel[self._dadr].copy()
 
     def state(self) -> np.ndarray:
-        """(state_dim,) float64: what a policy node rebuilds from one JointState message."""
-        return np.concatenate([self.data.qpos[self._qadr], self.data.qvel[self._dadr]])
+        """(state_dim,) float64: what a policy node rebuilds from one JointState message,
+        with the randomization's measurement noise (a fresh draw per call, like a reading)."""
+        state = np.concatenate([self.data.qpos[self._qadr], self.data.qvel[self._dadr]])
+        if self._reading_std is not None:
+            state = state + self._reading_std * self._noise_rng.standard_normal(len(state))
+        return state
 
     def privileged_state(self) -> np.ndarray:
         """(privileged_dim,) float64: the full joint state, cube included (simulation only)."""
@@ -157,8 +194,15 @@ class CubePushTask:
                                self.data.qvel[self._priv_dadr]])
 
     def images(self) -> dict[str, np.ndarray]:
-        """The observed cameras' images: name -> (height, width, 3) uint8 RGB."""
-        return {c: self.render(c, *self.image_size) for c in self.observed_cameras}
+        """The observed cameras' images: name -> (height, width, 3) uint8 RGB, with the
+        randomization's pixel noise."""
+        images = {c: self.render(c, *self.image_size) for c in self.observed_cameras}
+        std = self.randomization.image_noise_std
+        if std > 0:
+            images = {c: np.clip(image + std * self._noise_rng.standard_normal(image.shape),
+                                 0, 255).round().astype(np.uint8)
+                      for c, image in images.items()}
+        return images
 
     def cube_xy(self) -> np.ndarray:
         return self.data.qpos[self._cube_qadr[:2]].copy()

@@ -11,11 +11,14 @@ reuses the file instead of training the agent again.
 """
 import hashlib
 import json
+from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from rldt_train.config import EnvSection
 from rldt_train.config import TrainConfig
 from rldt_train.config import config_to_dict
 from rldt_train.data.episodes import Episode
@@ -32,7 +35,7 @@ def _rollout(env, act, seed: int) -> Episode:
     while True:
         action = act(obs)
         observations.append(obs if isinstance(obs, dict) else {'state': obs})
-        actions.append(action)
+        actions.append(np.reshape(action, -1))
         obs, reward, terminated, truncated, info = env.step(action)
         rewards.append(reward)
         dones.append(terminated)
@@ -47,17 +50,32 @@ def _rollout(env, act, seed: int) -> Episode:
                    success=bool(info.get('success', False)))
 
 
+def demo_conditions(env: EnvSection) -> EnvSection:
+    """What of the env section demonstrations are collected under: the command filter and the
+    randomization (the states the policy will meet on the robot), not the delays. The scripted
+    expert is reactive and knows nothing of latency: one or two ticks of delay take it from 97%
+    to 71% / 55% success (docs/architecture.md 6); tolerating latency is fine-tuning's job."""
+    return replace(env, action_delay_ticks=[0, 0], observation_delay_ticks=[0, 0])
+
+
 def collect_builtin(task_id: str, episodes: int, noise_std: float, seed: int,
-                    progress: bool = True) -> list[Episode]:
-    env = make_env(task_id)
+                    progress: bool = True, conditions: EnvSection | None = None
+                    ) -> list[Episode]:
+    """Scripted-expert episodes, run under `conditions` when given. The expert acts on the
+    simulator's true state and its intended targets are recorded, not the filtered commands:
+    the filter's state (the last command) is not in the observation, so filtered commands
+    would be labels a policy cannot predict, while intents pass the same filter when the
+    policy runs."""
+    env = make_env(task_id, conditions=conditions or EnvSection())
     task = env.unwrapped.task
     if noise_std < 0:
         from rldt_ros.tasks import cube_push
         noise_std = cube_push.DEMO_NOISE_STD
     rng = np.random.default_rng(seed)
+    shape = env.action_space.shape       # (A,), or (1, A) through the deployment wrapper
 
     def act(_obs: np.ndarray) -> np.ndarray:
-        return task.expert_action(rng, noise_std)
+        return task.expert_action(rng, noise_std).reshape(shape)
     out = [_rollout(env, act, seed + i)
            for i in tqdm(range(episodes), desc=f'collect {task_id}', unit='ep',
                          disable=not progress)]
@@ -102,9 +120,14 @@ def collect_locomotion(config: TrainConfig, progress: bool = True
 
 
 def dataset_path(config: TrainConfig, root: str | Path = 'data') -> Path:
-    """data/<task>_<hash>.hdf5, the hash over task, seed and the collect section."""
-    key = json.dumps({'task': config.task, 'seed': config.seed,
-                      'collect': config_to_dict(config)['collect']}, sort_keys=True)
+    """data/<task>_<hash>.hdf5, the hash over task, seed, the collect section and, when they
+    add anything, the conditions demonstrations run under (nominal names stay as they were)."""
+    content = {'task': config.task, 'seed': config.seed,
+               'collect': config_to_dict(config)['collect']}
+    conditions = demo_conditions(config.env)
+    if not conditions.is_nominal:
+        content['env'] = asdict(conditions)
+    key = json.dumps(content, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(root) / f'{config.task}_{digest}.hdf5'
 
@@ -128,7 +151,11 @@ def run_collect(config: TrainConfig, out_path: str | Path, progress: bool = True
     env_args = {'env_name': config.task, 'type': 'rldt_ros', 'env_kwargs': {},
                 'noise_std': c.noise_std}
     if config.task in BUILTIN:
-        episodes = collect_builtin(config.task, c.episodes, c.noise_std, config.seed, progress)
+        conditions = demo_conditions(config.env)
+        episodes = collect_builtin(config.task, c.episodes, c.noise_std, config.seed, progress,
+                                   conditions)
+        if not conditions.is_nominal:
+            env_args['env_kwargs'] = {'conditions': asdict(conditions)}
     else:
         episodes, env_args['behaviour'] = collect_locomotion(config, progress)
     write_dataset(out_path, episodes, env_args, c.format)

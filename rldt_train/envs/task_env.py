@@ -8,6 +8,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
+from rldt_ros.randomization import Randomization
 from rldt_ros.tasks import make_task
 
 PRIVILEGED_KEY = 'privileged'
@@ -25,6 +26,9 @@ class TaskEnv(gym.Env):
     False: step() then leaves the images out and the wrapper asks for `observation()` once, at
     the chunk boundary, the only observation the policy sees.
 
+    randomization: the task's per-episode domain randomization (rldt_ros.randomization), drawn
+    from each episode's seed; None: the nominal task.
+
     Success terminates the episode: the bonus is paid once and the dense negative reward then
     favours pushing quickly. Otherwise the episode is truncated after max_episode_steps.
     info['success'] is reported on every reset and step.
@@ -33,10 +37,11 @@ class TaskEnv(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {'render_modes': ['rgb_array']}
 
     def __init__(self, task_id: str, render_mode: str | None = None, camera: str = 'front',
-                 height: int = 240, width: int = 320):
+                 height: int = 240, width: int = 320,
+                 randomization: Randomization | None = None):
         if render_mode not in (None, 'rgb_array'):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.task = make_task(task_id)
+        self.task = make_task(task_id, randomization=randomization)
         if camera not in self.task.cameras:
             raise ValueError(f'unknown camera {camera!r}; known: {self.task.cameras}')
         self.metadata = {**self.metadata, 'render_fps': self.task.control_rate_hz}

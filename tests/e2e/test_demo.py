@@ -13,7 +13,7 @@ TINY = DemoSettings(
                'finetune.rollout_steps=8', 'finetune.critic_steps=8', 'finetune.critic_rounds=1',
                'finetune.actor_steps=2', 'finetune.particles=4', 'finetune.eval_episodes=4',
                'finetune.final_eval_episodes=4', 'finetune.replay_rollouts=2'],
-    eval_episodes=4, ros_episodes=1, latency_runs=50)
+    eval_episodes=4, ros_episodes=1, latency_runs=50, robustness_episodes=2, robust=True)
 
 
 @pytest.mark.slow
@@ -32,3 +32,10 @@ def test_demo_pipeline_tiny(tmp_path):
     assert 0.0 <= summary['rldt_sim_success'] <= 1.0
     text = (out / 'summary.md').read_text()
     assert '| BC |' in text and '| RLDT |' in text and 'frames.png' in text
+    # Robustness: nominal and randomized training side by side, under the robot's filter.
+    assert '## Robustness' in text and '| action_delay 2 ticks |' in text
+    assert 'RLDT randomized' in text and (out / 'robustness.png').is_file()
+    table = results['robustness']
+    assert set(table['models']) == {'BC', 'RLDT', 'BC randomized', 'RLDT randomized'}
+    card = (out / 'models/cube_push_rldt_randomized/policy.yaml').read_text()
+    assert 'training_conditions:' in card and 'max_delta_per_tick: 0.1' in card
