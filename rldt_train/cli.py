@@ -152,9 +152,16 @@ def cmd_benchmark(args) -> dict:
 
 
 def cmd_demo(args) -> dict:
+    if args.vision:
+        if args.full:
+            raise SystemExit('demo: --full sizes the state demo; --vision runs the camera '
+                             'story at config/train/cube_push_vision.yaml sizes')
+        from rldt_train.demo_vision import run_vision_demo
+        return run_vision_demo(out_dir=args.out or Path('reports/demo_vision'),
+                               skip_ros=args.skip_ros)
     from rldt_train.demo import run_demo
-    return run_demo(full=args.full, out_dir=args.out, skip_ros=args.skip_ros,
-                    robust=args.robust)
+    return run_demo(full=args.full, out_dir=args.out or Path('reports/demo'),
+                    skip_ros=args.skip_ros, robust=args.robust)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('demo', help='the whole pipeline on the built-in task')
     p.add_argument('--full', action='store_true', help='larger settings (longer, better)')
-    p.add_argument('--out', type=Path, default=Path('reports/demo'))
+    p.add_argument('--vision', action='store_true',
+                   help='the camera story on cube_push_vision (~30 min on 2 cores)')
+    p.add_argument('--out', type=Path,
+                   help='report folder (default reports/demo, reports/demo_vision)')
     p.add_argument('--skip-ros', action='store_true', help='no ROS 2 loop stage')
     p.add_argument('--robust', action='store_true', help='also train the recipe of '
                    'config/train/cube_push_robust.yaml (command filter, latency, domain '

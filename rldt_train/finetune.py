@@ -72,7 +72,8 @@ def run_finetune(config: TrainConfig, run_dir: Path, base_checkpoint: Path,
     if cfg.reward == 'success' and not has_success:
         raise ValueError(f"finetune.reward is 'success' but task {config.task} reports no "
                          'success')
-    replay = RolloutReplay(cfg.replay_rollouts, device)
+    replay = RolloutReplay(cfg.replay_rollouts, device,
+                           image_keys=tuple(learner.policy.config.cameras))
     metric_name = selection_metric(cfg.select_metric, has_success)
     run = {'iteration': 0, 'env_steps': 0, 'wall_s': 0.0, 'cpu_s': 0.0, 'best': None,
            'history': {'eval': [], 'train_return': [], 'train_env_steps': [],

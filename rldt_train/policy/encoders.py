@@ -28,8 +28,12 @@ class RandomShift(nn.Module):
         self.pad = pad
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, H, W, C), any dtype."""
-        if not self.training or self.pad == 0:
+        """images: (B, H, W, C), any dtype; shifted in training mode only."""
+        return self.shift(images) if self.training else images
+
+    def shift(self, images: torch.Tensor) -> torch.Tensor:
+        """Shift in either mode: for updates that show several networks one augmented view."""
+        if self.pad == 0:
             return images
         batch, height, width, channels = images.shape
         device = images.device

@@ -179,6 +179,16 @@ class FlowPolicy(nn.Module):
         return torch.cat([state_n, *[self.image_encoders[c](obs[c])
                                      for c in self.config.cameras]], dim=-1)
 
+    def shift_images(self, obs: torch.Tensor | dict[str, torch.Tensor]
+                     ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """obs with each camera image randomly shifted (its encoder's `image_shift`), in either
+        module mode: an update that compares several networks on one state (the policy and
+        its reference in RLDT's L_fd) shows them all the SAME augmented view this way."""
+        if not self.config.cameras:
+            return obs
+        return {**obs, **{c: self.image_encoders[c].augment.shift(obs[c])
+                          for c in self.config.cameras if c in obs}}
+
     def normalize_actions(self, actions: torch.Tensor, obs: torch.Tensor | None = None
                           ) -> torch.Tensor:
         """Robot-unit chunks (B, H, A) -> the flow's space; obs (B, D) raw, for relative."""

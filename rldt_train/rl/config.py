@@ -16,6 +16,7 @@ VECTORIZATIONS = ('sync', 'async')
 CRITIC_ACTIVATIONS = ('silu', 'relu')
 CRITIC_SPLITS = ('trajectory', 'none')
 DEPLOY_MODES = ('auto', 'deterministic', 'stochastic')
+ACTOR_AUGMENTATIONS = ('shared_shift', 'none')
 SELECT_METRICS = ('auto', 'return', 'success')
 
 
@@ -69,6 +70,10 @@ class FinetuneConfig:
     """Weight of L_fd (time-weighted Fisher divergence to v_ref)."""
     reference: str = 'previous'
     """v_ref: 'previous' (copied after every iteration, the released code) or 'pretrained'."""
+    actor_augmentation: str = 'shared_shift'
+    """Camera policies, actor update only: 'shared_shift' shifts each image once (the policy's
+    image_shift) and v_theta and v_ref both see that view; 'none' shows the images unshifted.
+    Acting and bootstrap actions never augment (docs/architecture.md 6)."""
 
     # --- critic ---------------------------------------------------------------------------
     critic_ensemble: int = 2
@@ -176,7 +181,8 @@ class FinetuneConfig:
                    'reward_scale': REWARD_SCALES, 'vectorization': VECTORIZATIONS,
                    'reward': REWARDS,
                    'critic_activation': CRITIC_ACTIVATIONS, 'critic_split': CRITIC_SPLITS,
-                   'deploy_mode': DEPLOY_MODES, 'select_metric': SELECT_METRICS}
+                   'deploy_mode': DEPLOY_MODES, 'select_metric': SELECT_METRICS,
+                   'actor_augmentation': ACTOR_AUGMENTATIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f'finetune.{name} must be one of {allowed}, '

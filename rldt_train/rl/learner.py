@@ -63,6 +63,11 @@ class RLDTLearner:
         self.base = base.requires_grad_(False)
         self.policy = copy.deepcopy(base).requires_grad_(True)
         self.reference = copy.deepcopy(base) if cfg.reference == 'previous' else base
+        # Eval mode throughout: a camera policy's random shift must not act while collecting,
+        # bootstrapping or measuring drift (those see the image as deployment does); the actor
+        # update augments explicitly (cfg.actor_augmentation).
+        for net in (self.base, self.policy, self.reference):
+            net.eval()
         device = action_box[0].device
         horizon, action_dim = base.config.horizon, base.config.action_dim
         self.critic = QEnsemble(critic_obs_dim, horizon * action_dim, cfg.critic_ensemble,
@@ -254,6 +259,10 @@ class RLDTLearner:
             t = torch.arange(steps, device=m.device).repeat_interleave(len(m))
             m = m.repeat(steps)
         obs = {k: v[t, m] for k, v in data['obs'].items()}
+        if cfg.actor_augmentation == 'shared_shift':
+            # One shifted view per state, seen by both v_theta and v_ref: L_fd then compares
+            # the two nets on the same input, not on two different augmentations.
+            obs = self.policy.shift_images(obs)
         out = rldt_losses(self.policy, self.reference, self.critic, obs,
                           data['critic_obs'][t, m], cfg, self.action_box)
         _check_finite(out['loss'], 'actor loss')
