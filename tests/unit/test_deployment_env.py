@@ -168,7 +168,8 @@ def test_env_section_errors_name_the_field(tmp_path):
     path = tmp_path / 'c.yaml'
     for text, message in [
             ('env: {delay: 1}', 'unknown config key "env.delay"'),
-            ('env: {randomization: {mass: [1, 2]}}', 'unknown config key "env.randomization.mass"'),
+            ('env: {randomization: {mass: [1, 2]}}',
+             'unknown config key "env.randomization.mass"'),
             ('env: {randomization: {friction_scale: [2, 1]}}', 'friction_scale must have'),
             ('env: {max_delta_per_tick: 3}', 'env.max_delta_per_tick must be in'),
             ('env: {action_delay_ticks: [2, 1]}', 'env.action_delay_ticks must be'),
