@@ -16,6 +16,8 @@ import numpy as np
 
 from rldt_train.config import load_config
 from rldt_train.config import save_config
+from rldt_train.reporting import format_eval
+from rldt_train.reporting import wilson_interval
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train' / 'cube_push.yaml'
 # The same recipe trained for the robot: command filter, latency, domain randomization.
@@ -138,8 +140,10 @@ def _latency(model_dir: Path, runs: int, path: Path, ros_stats: dict) -> dict:
 def _ros_summary(result: dict) -> dict:
     episodes = result['episodes']
     stats = result.get('stats', {})
+    successes = np.array([e['success'] for e in episodes], dtype=float)
     return {'episodes': len(episodes),
-            'success_rate': float(np.mean([e['success'] for e in episodes])),
+            'success_rate': float(np.mean(successes)),
+            'success_ci95': list(wilson_interval(successes)),
             'return_mean': float(np.mean([e['return'] for e in episodes])),
             'obs_to_cmd_ms': stats.get('obs_to_cmd_ms', {}),
             'sampler_ms': stats.get('sampler_ms', {}), 'provider': stats.get('provider'),
@@ -150,21 +154,23 @@ def _write_summary(out: Path, rows: dict, extra: dict) -> None:
     lines = ['# rldt_ros demo: cube_push', '',
              'Scripted (noisy) demonstrations -> flow-matching BC -> RLDT fine-tuning -> ONNX '
              '-> ROS 2 loop (MuJoCo sim node + policy node).', '',
-             '| policy | sim success | sim return | ROS loop success | ROS loop return |',
-             '|---|---|---|---|---|']
+             '| policy | deployed mode | sim success, deployed mode | other mode | sim return '
+             '| ROS loop success | ROS loop return |',
+             '|---|---|---|---|---|---|---|']
     for label, row in rows.items():
         ros = row.get('ros') or {}
-        ros_cells = (f"{ros['success_rate']:.0%} ({ros['episodes']} ep)",
-                     f"{ros['return_mean']:.2f}") if ros else ('not run', 'not run')
-        lines.append(f"| {label} | {row['sim']['success_rate']:.0%} "
-                     f"({row['sim']['episodes']} ep) | {row['sim']['return_mean']:.2f} | "
-                     f'{ros_cells[0]} | {ros_cells[1]} |')
+        ros_cells = (format_eval(ros, 'success'), f"{ros['return_mean']:.2f}") if ros \
+            else ('not run', 'not run')
+        other = next(m for m in row['sim_modes'] if m != row['deploy_mode'])
+        lines.append(f"| {label} | {row['deploy_mode']} | {format_eval(row['sim'], 'success')} "
+                     f"| {other}: {format_eval(row['sim_modes'][other], 'success')} "
+                     f"| {row['sim']['return_mean']:.2f} | {ros_cells[0]} | {ros_cells[1]} |")
     lines += ['', 'The ROS loop is the exported model in the policy node against the sim node '
               'over DDS, both on the sim clock. The policy node samples inside its control tick '
               '(inline_inference), so a chunk starts on the tick of its observation as in '
               'training; timer phase and DDS delivery still add up to a tick now and then, and '
               'the policies are sensitive to it (one tick of delay halves RLDT success in '
-              'simulation). With few loop episodes, read the loop column as +-15 points.',
+              'simulation). Intervals: 95% (Wilson).',
               '', f"Expert demonstrations: success {extra['demo_success']:.0%} "
               f"(noise on joint targets), {extra['demo_episodes']} episodes.", '',
               f"Sampler on this CPU (1 thread): p50 {extra['latency']['sampler_p50_ms']:.2f} ms, "
@@ -231,7 +237,9 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     """Run every stage; `settings` overrides the default/full sizes (tests use tiny ones);
     robust: also train and compare the robust recipe (as settings.robust)."""
     from rldt_train.data.collect import run_collect
-    from rldt_train.evaluate import evaluate
+    from rldt_ros.model_card import load_model_card
+    from rldt_train.evaluate import MODES
+    from rldt_train.evaluate import evaluate_modes
     from rldt_train.evaluate import onnx_policy
     from rldt_train.export import export_policy
     from rldt_train.pretrain import run_pretrain
@@ -275,21 +283,28 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     _stage(4, 'export both policies to ONNX (parity-checked)')
     models = {'BC': out / 'models' / 'cube_push_bc', 'RLDT': out / 'models' / 'cube_push_rldt'}
     t0 = time.perf_counter()
+    # Each model is deployed in the mode its run's held-out evaluation rated higher: BC's from
+    # the base evaluation of the fine-tuning run, RLDT's as that run chose it.
+    evaluation = json.loads((work / 'finetune' / 'evaluation.json').read_text())
+    bc_deploy = max(MODES, key=lambda m: evaluation['base'][m]['success_rate'])
     export_policy(bc['policy'], models['BC'], task='cube_push', name='cube_push_bc',
-                  provenance={'stage': 'bc'})
+                  provenance={'stage': 'bc'}, deploy_mode=bc_deploy)
     export_policy(work / 'finetune' / 'policy_finetuned.pt', models['RLDT'], task='cube_push',
                   name='cube_push_rldt', provenance={'stage': 'rldt'})
     stage_s['export'] = time.perf_counter() - t0
 
     _stage(5, f'evaluate the exported models in simulation ({settings.eval_episodes} episodes '
-              'each, same seeds)')
+              'per sampling mode, same seeds)')
     rows: dict[str, dict] = {}
     t0 = time.perf_counter()
     for label, folder in models.items():
-        result = evaluate(onnx_policy(str(folder), seed=config.seed), 'cube_push',
-                          settings.eval_episodes, config.policy.horizon,
-                          seed=config.seed + 10_000, progress=True)
-        rows[label] = {'sim': result.as_dict()}
+        modes = evaluate_modes(lambda det, f=folder: onnx_policy(str(f), deterministic=det,
+                                                               seed=config.seed),
+                               'cube_push', settings.eval_episodes, config.policy.horizon,
+                               seed=config.seed + 10_000, has_success=True, progress=True)
+        deploy = 'deterministic' if load_model_card(folder).deterministic else 'stochastic'
+        # 'sim' is the deployed mode: what the policy node runs by default.
+        rows[label] = {'sim': modes[deploy], 'deploy_mode': deploy, 'sim_modes': modes}
     stage_s['evaluate'] = time.perf_counter() - t0
     robustness = None
     if settings.robustness_episodes:
@@ -316,8 +331,8 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
                                   ros_args=sim_time,
                                   log_path=work / f'ros_loop_{label.lower()}.log')
             rows[label]['ros'] = _ros_summary(result)
-            print(f"  {label}: {rows[label]['ros']['success_rate']:.0%} success over "
-                  f"{settings.ros_episodes} episodes", flush=True)
+            print(f"  {label} ({rows[label]['deploy_mode']}): "
+                  f"{format_eval(rows[label]['ros'], 'success')} success in the loop", flush=True)
             ros_stats = result.get('stats', {})
         stage_s['ros_loop'] = time.perf_counter() - t0
 
@@ -335,6 +350,8 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
     (out / 'results.json').write_text(json.dumps(results, indent=2, default=str))
     summary = {'report': str(out / 'summary.md'),
                'demo_success': demos['success_rate'],
+               'bc_deploy_mode': rows['BC']['deploy_mode'],
+               'rldt_deploy_mode': rows['RLDT']['deploy_mode'],
                'bc_sim_success': rows['BC']['sim']['success_rate'],
                'rldt_sim_success': rows['RLDT']['sim']['success_rate'],
                'bc_sim_return': rows['BC']['sim']['return_mean'],

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from rldt_ros.model_card import load_model_card
 from rldt_train.demo import DemoSettings
 from rldt_train.demo import run_demo
 
@@ -26,7 +27,13 @@ def test_demo_pipeline_tiny(tmp_path):
         assert (out / name).is_file(), name
     results = json.loads((out / 'results.json').read_text())
     for label in ('BC', 'RLDT'):
-        assert results['rows'][label]['sim']['episodes'] == 4
+        row = results['rows'][label]
+        assert row['sim']['episodes'] == 4
+        # Both sampling modes on the same seeds; 'sim' is the mode the card deploys.
+        assert set(row['sim_modes']) == {'deterministic', 'stochastic'}
+        assert row['sim'] == row['sim_modes'][row['deploy_mode']]
+        card = load_model_card(out / 'models' / f'cube_push_{label.lower()}')
+        assert card.deterministic == (row['deploy_mode'] == 'deterministic')
         ros = results['rows'][label]['ros']
         assert ros['episodes'] == 1 and ros['provider'] == 'CPUExecutionProvider'
     assert 0.0 <= summary['rldt_sim_success'] <= 1.0
