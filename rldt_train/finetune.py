@@ -7,8 +7,10 @@ base and the selected policy are evaluated again on held-out episode seeds, and 
 mode to deploy is chosen.
 
 A run never silently ends worse than it started: selection keeps the best evaluated policy,
-the base included (a run that finds nothing better says so and hands back the base), and
-export takes `policy_finetuned.pt`, the selected one (`policy_last.pt` is the last iterate).
+the base included (a run that finds nothing better says so and hands back the base); if the
+held-out evaluation then rates the pick's best mode below the base's, the base is handed back
+(said in the log and evaluation.json). Export takes `policy_finetuned.pt`, the selected one
+(`policy_last.pt` is the last iterate).
 
 Files in run_dir: checkpoints/finetune_last.pt (full state: learner, replay, history, RNG; a
 run killed at any moment resumes from it), policy_finetuned.pt, policy_last.pt,
@@ -364,6 +366,22 @@ def _log_iteration(writer, run: dict, stats: dict, drift: dict, finished: list,
     reporting.log_scalars(writer, scalars, step)
 
 
+def held_out_fallback(final: dict, iteration: int, metric_name: str) -> str | None:
+    """Why the base replaces the selected iterate, or None when the pick stands.
+
+    Selection took the best of many noisy in-run evaluations, so its score is biased upwards;
+    the held-out episodes decide: the pick stands only if its best mode is at least the base's
+    best mode there.
+    """
+    best_of = {label: max(reporting.metric(final[label][m], metric_name)
+                          for m in reporting.MODES) for label in ('base', 'selected')}
+    if best_of['selected'] >= best_of['base']:
+        return None
+    return (f'iteration {iteration} scored {best_of["selected"]:.4g} in its best mode on '
+            f"held-out episodes, below the base's {best_of['base']:.4g}: policy_finetuned.pt "
+            'is the base')
+
+
 def _finish(config: TrainConfig, run_dir: Path, base_checkpoint: Path, learner: RLDTLearner,
             run: dict, metric_name: str, has_success: bool, device, writer, progress: bool,
             critic_key: str) -> dict:
@@ -375,17 +393,29 @@ def _finish(config: TrainConfig, run_dir: Path, base_checkpoint: Path, learner: 
                                has_success, device, progress),
              'selected': _evaluate(selected, config, cfg.final_eval_episodes, seed,
                                    has_success, device, progress)}
+    best_iteration = run['best']['iteration']
+    fallback = None
+    if cfg.select_best and best_iteration > 0:
+        fallback = held_out_fallback(final, best_iteration, metric_name)
+    if fallback:
+        print(f'finetune: {fallback}', flush=True)
+        selected = learner.base
+        save_policy(run_dir / POLICY_FILE, selected,
+                    extra={**_policy_notes(config, base_checkpoint, run, 'selected'),
+                           'iteration': 0, 'held_out_fallback': fallback})
+        final['selected'] = final['base']
+        best_iteration = 0
     if cfg.deploy_mode == 'auto':
         deploy = max(reporting.MODES,
                      key=lambda m: reporting.metric(final['selected'][m], metric_name))
     else:
         deploy = cfg.deploy_mode
-    best_iteration = run['best']['iteration']
     evaluation = {
         'metric': metric_name, 'deploy_mode': deploy, 'selected_iteration': best_iteration,
         'selected_env_steps': next(e['env_steps'] for e in run['history']['eval']
                                    if e['iteration'] == best_iteration),
         'improved_on_base': best_iteration > 0,
+        'held_out_fallback': fallback,
         'final_seed': seed, 'base': final['base'], 'selected': final['selected'],
         'critic_observation': critic_key,
     }
@@ -402,7 +432,7 @@ def _finish(config: TrainConfig, run_dir: Path, base_checkpoint: Path, learner: 
                 scalars[f'final/{label}_{mode}_success'] = block[mode]['success_rate']
             reporting.log_scalars(writer, scalars, run['env_steps'])
     writer.add_text('final', '```\n' + json.dumps(evaluation, indent=2) + '\n```')
-    if best_iteration == 0:
+    if best_iteration == 0 and fallback is None:
         print('finetune: no evaluated iterate beat the base policy; policy_finetuned.pt is the '
               'base (see evaluation.json and learning_curve.png)', flush=True)
     summary = {'task': config.task, 'seed': config.seed, 'device': str(device),

@@ -227,3 +227,20 @@ def test_resume_refuses_a_changed_config_but_not_a_key_the_checkpoint_predates()
     current['finetune']['actor_lr'] = 1.0
     with pytest.raises(ValueError, match='actor_lr'):
         _check_resume_config(config_to_dict(TrainConfig()), current, defaults)
+
+
+def test_held_out_evaluation_hands_back_the_base_when_the_pick_is_worse():
+    from rldt_train.finetune import held_out_fallback
+
+    def block(det, stoch):
+        return {'deterministic': {'success_rate': det, 'return_mean': 10 * det},
+                'stochastic': {'success_rate': stoch, 'return_mean': 10 * stoch}}
+    # cube_push seed 1 as measured: base 36% / 71%, the pick 63% / 57% (100 held-out episodes).
+    reason = held_out_fallback({'base': block(0.36, 0.71), 'selected': block(0.63, 0.57)}, 8,
+                               'success')
+    assert reason is not None and 'iteration 8' in reason and '0.71' in reason
+    # Best mode against best mode: a pick better in its best mode stands, whichever mode.
+    assert held_out_fallback({'base': block(0.28, 0.67), 'selected': block(0.77, 0.55)}, 20,
+                             'success') is None
+    assert held_out_fallback({'base': block(0.5, 0.5), 'selected': block(0.5, 0.4)}, 3,
+                             'return') is None
