@@ -40,7 +40,8 @@ def _run_seed(config_path: Path, overrides: list[str], seed: int, dataset: Path,
     """pretrain + finetune for one seed in subprocesses (resumable).
 
     Returns {stage: {'wall_s', 'cpu_s'}}: the child's own CPU time (os.wait4), which does not
-    grow when other jobs share the cores. Kept in seed_<s>/timings.json across invocations.
+    grow when other jobs share the cores. Kept in seed_<s>/timings.json, summed over the
+    invocations that ran a stage (an invocation killed before its child ended records nothing).
     """
     seed_dir = out / f'seed_{seed}'
     seed_dir.mkdir(parents=True, exist_ok=True)
@@ -62,8 +63,10 @@ def _run_seed(config_path: Path, overrides: list[str], seed: int, dataset: Path,
             child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(child.pid, 0)
             child.returncode = os.waitstatus_to_exitcode(status)
-            timings[stage] = {'wall_s': time.perf_counter() - t0,
-                              'cpu_s': usage.ru_utime + usage.ru_stime}
+            # Summed over the invocations that ran this stage (a resumed run pays both).
+            before = timings.get(stage, {'wall_s': 0.0, 'cpu_s': 0.0})
+            timings[stage] = {'wall_s': before['wall_s'] + time.perf_counter() - t0,
+                              'cpu_s': before['cpu_s'] + usage.ru_utime + usage.ru_stime}
             timings_path.write_text(json.dumps(timings, indent=2))
             if child.returncode != 0:
                 raise RuntimeError(f'seed {seed}: {stage} failed (exit {child.returncode}); '
@@ -124,20 +127,31 @@ def _table(rows: list[dict], metric_name: str, config: TrainConfig, dataset: dic
                      f"{r['stochastic_ratio']:.2f}x | {r['deploy_mode']} | {r['env_steps']:,} | "
                      f"{_minutes(r['cpu_s'])} / {_minutes(r['wall_s'])} min |")
 
-    def mean_sd(values):
+    def mean_sd(values, fmt: str) -> str:
         values = np.asarray(values, dtype=float)
         if not np.isfinite(values).all():
             return 'n/a'
-        return f'{values.mean():.4g} +- {values.std(ddof=1) if len(values) > 1 else 0:.3g}'
-    cells = [mean_sd([reporting.metric(r[f'{lab}_{m}'], metric_name) for r in rows])
+        sd = values.std(ddof=1) if len(values) > 1 else 0.0
+        return f'{values.mean():{fmt}} +- {sd:{fmt}}'
+    score_fmt = '.1%' if metric_name == 'success' else '.0f'
+    cells = [mean_sd([reporting.metric(r[f'{lab}_{m}'], metric_name) for r in rows], score_fmt)
              for lab in ('base', 'selected') for m in reporting.MODES]
     lines.append(f'| mean +- sd ({len(rows)} seeds) | ' + ' | '.join(cells) +
-                 f" | {mean_sd([r['best_mode_ratio'] for r in rows])}x | "
-                 f"{mean_sd([r['deterministic_ratio'] for r in rows])}x / "
-                 f"{mean_sd([r['stochastic_ratio'] for r in rows])}x | | "
-                 f"{mean_sd([r['env_steps'] for r in rows])} | "
-                 f"{mean_sd([r['cpu_s'] / 60 for r in rows])} / "
-                 f"{mean_sd([r['wall_s'] / 60 for r in rows])} min |")
+                 f" | {mean_sd([r['best_mode_ratio'] for r in rows], '.2f')}x | "
+                 f"{mean_sd([r['deterministic_ratio'] for r in rows], '.2f')}x / "
+                 f"{mean_sd([r['stochastic_ratio'] for r in rows], '.2f')}x | | "
+                 f"{mean_sd([r['env_steps'] for r in rows], ',.0f')} | "
+                 f"{mean_sd([r['cpu_s'] / 60 for r in rows], '.1f')} / "
+                 f"{mean_sd([r['wall_s'] / 60 for r in rows], '.1f')} min |")
+    best = {lab: [max(reporting.metric(r[f'{lab}_{m}'], metric_name) for m in reporting.MODES)
+                  for r in rows] for lab in ('base', 'selected')}
+    gain = np.subtract(best['selected'], best['base'])
+    gain_fmt = '.1f' if metric_name == 'success' else '.0f'
+    scale = 100.0 if metric_name == 'success' else 1.0
+    lines += ['', f"Best mode (what is deployed), mean +- sd over seeds: base "
+              f"{mean_sd(best['base'], score_fmt)} -> RLDT {mean_sd(best['selected'], score_fmt)}"
+              f"; difference {mean_sd(gain * scale, gain_fmt)}"
+              f"{' points' if metric_name == 'success' else ''}."]
     met = [r['best_mode_ratio'] >= GAIN and min(r['deterministic_ratio'],
                                                 r['stochastic_ratio']) >= FLOOR for r in rows]
     lines += ['', f'Seeds whose fine-tuned best mode is >= {GAIN:.2f}x the base\'s best mode '

@@ -40,3 +40,12 @@ def test_benchmark_two_seeds_table_plot_and_resume(tmp_path, monkeypatch):
     mtime = (out / 'seed_0' / 'finetune' / 'evaluation.json').stat().st_mtime
     run_benchmark(config, SMOKE, TINY, [0, 1], out, jobs=2)
     assert (out / 'seed_0' / 'finetune' / 'evaluation.json').stat().st_mtime == mtime
+    # A finished run whose final evaluation is redone (evaluation.json removed) resumes: the
+    # stage's time is summed over both invocations, not replaced by the short second one.
+    timings_path = out / 'seed_1' / 'timings.json'
+    before = json.loads(timings_path.read_text())['finetune']
+    (out / 'seed_1' / 'finetune' / 'evaluation.json').unlink()
+    run_benchmark(config, SMOKE, TINY, [0, 1], out, jobs=1)
+    after = json.loads(timings_path.read_text())['finetune']
+    assert after['cpu_s'] > before['cpu_s'] and after['wall_s'] > before['wall_s']
+    assert (out / 'seed_1' / 'finetune' / 'evaluation.json').is_file()
