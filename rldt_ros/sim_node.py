@@ -112,7 +112,6 @@ class SimNode(Node):
         self.publish_clock = p['publish_clock']
         self.lockstep = p['lockstep']
         self.lockstep_timeout_s = p['lockstep_timeout_s']
-        self._answered = False  # a command arrived since the last state went out
         self._published_s = 0.0
         names = self.world.observed_joints
         self._act_index = np.array([names.index(j) for j in self.world.actuated_joints])
@@ -154,6 +153,7 @@ class SimNode(Node):
         # Commands sent before this episode's first state went out were planned for the old
         # world (a policy still finishing its chunk): they must not move the new one.
         self._new_state_sent = False
+        self._answered = True  # lockstep: nothing to wait for before that first state
 
     # ---- commands -------------------------------------------------------------------------
 
