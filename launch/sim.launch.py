@@ -25,10 +25,11 @@ def _nodes(context):
         return LaunchConfiguration(name).perform(context)
     plan = node_parameters('sim', FindPackageShare('rldt_ros').perform(context) + '/config',
                            sim_params_file=arg('params_file') or None)
-    sources = [str(s) for s in plan['sim_node']]
+    sources = [str(s) if not isinstance(s, dict) else s for s in plan['sim_node'].parameters]
     sources.append({'publish_clock': arg('publish_clock').lower() == 'true'})
     node = Node(package='rldt_ros', executable='sim_node', name='sim_node', output='screen',
-                parameters=sources, ros_arguments=['--log-level', arg('log_level')],
+                parameters=sources, remappings=plan['sim_node'].remappings,
+                ros_arguments=['--log-level', arg('log_level')],
                 on_exit=Shutdown(reason='sim_node exited'))
     return [GroupAction([PushROSNamespace(arg('namespace')), node])]
 

@@ -20,6 +20,8 @@ Timeline (H = 4, steps_per_chunk = 2, so refill when 2 actions are left; inferen
 exp(-coef * i), where i = 0 for the oldest prediction, so a small coef favours older predictions
 and smooths switching between chunks; `none` executes the newest chunk only.
 """
+import collections
+
 import numpy as np
 
 BLENDINGS = ('none', 'ensemble')
@@ -103,3 +105,44 @@ class ActionQueue:
 
     def _drop(self, tick: int) -> None:
         del self._sum[tick], self._weight[tick], self._votes[tick]
+
+
+class ObservationClock:
+    """When a refill slot is served under event-driven inference (docs/architecture.md 5).
+
+    Observations come on their own clock (a driver's or a simulator's rate and phase), the
+    control timer on another, so a chunk sampled on a timer tick acts on an observation up to one
+    control period old. Instead the slot that needs a new chunk is served from the whole
+    observation (every input newer than the last slot) that completes NEAREST to the slot's
+    nominal time: one completing within half an observation interval before the slot serves it
+    at once (early: the gap to the previous command shrinks by at most that much), otherwise the
+    slot waits for the next one (late: the gap grows by the wait). The node then re-phases its
+    timer to that moment, so observations at the control rate lock the loop to their phase and
+    their latency falls to the sampler's.
+
+    The observation interval is the slowest input's median arrival interval over the last
+    `window` arrivals, capped at the control period (the period until every input has 3).
+    """
+
+    def __init__(self, keys: list[str], period_s: float, window: int = 16):
+        if not period_s > 0:
+            raise ValueError(f'period_s must be > 0, got {period_s}')
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._gaps = {k: collections.deque(maxlen=window) for k in keys}
+
+    def arrived(self, key: str, now_s: float) -> None:
+        if key in self._last:
+            self._gaps[key].append(now_s - self._last[key])
+        self._last[key] = now_s
+
+    def interval_s(self) -> float:
+        """The observation interval: the slowest input's median arrival gap, <= the period."""
+        if any(len(g) < 3 for g in self._gaps.values()):
+            return self.period_s
+        return min(self.period_s, max(float(np.median(g)) for g in self._gaps.values()))
+
+    def serves_early(self, until_slot_s: float) -> bool:
+        """Whether an observation completing `until_slot_s` before the slot is the nearest one
+        (the next is expected a whole interval later, so it would be further away)."""
+        return until_slot_s <= self.interval_s() / 2

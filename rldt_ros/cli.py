@@ -48,14 +48,16 @@ def node_commands(what: str, model: str | None, ros_args: list[str], params: str
     model = str(Path(model).resolve()) if model else None
     plan = node_parameters(what, config_dir(), model, params, sim_params)
     commands = []
-    for node, sources in plan.items():
+    for node, node_plan in plan.items():
         cmd = [sys.executable, '-m', f'rldt_ros.{node}', '--ros-args']
-        for source in sources:
+        for source in node_plan.parameters:
             if isinstance(source, dict):
                 for name, value in source.items():
                     cmd += ['-p', f'{name}:={_ros_value(value)}']
             else:
                 cmd += ['--params-file', str(source)]
+        for topic, to in node_plan.remappings:
+            cmd += ['-r', f'{topic}:={to}']
         commands.append(cmd + ros_args)
     return commands
 

@@ -40,13 +40,15 @@ def flatten(stats: dict) -> dict[str, str]:
 
 
 def health(mode: str, ever_sent: bool, estop_reason: str | None, problems: list[str],
-           stale: list[str], rearm_needed: bool = False) -> tuple[int, str]:
+           stale: list[str], rearm_needed: bool = False,
+           warnings: list[str] = ()) -> tuple[int, str]:
     """(level, message) for /diagnostics.
 
     ERROR: e-stop latched, an observation that cannot be built or is implausible (missing
     joint, bad encoding, a reading outside the joint's limits), or commands stopped after having
     run (the robot is no longer driven; the message says how to re-arm). WARN: holding the last
-    command, or not started yet. OK: commands flow.
+    command, not started yet, or running under `warnings` (e.g. a command filter other than the
+    one the model was trained with). OK: commands flow.
     """
     if estop_reason is not None:
         return ERROR, f'e-stop latched: {estop_reason}; release with ~/reset_estop'
@@ -63,4 +65,6 @@ def health(mode: str, ever_sent: bool, estop_reason: str | None, problems: list[
     if mode == 'hold':
         why = f'stale: {", ".join(stale)}' if stale else 'action queue empty'
         return WARN, f'holding last command ({why})'
+    if warnings:
+        return WARN, 'running; ' + '; '.join(warnings)
     return OK, 'running'

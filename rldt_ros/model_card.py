@@ -9,6 +9,7 @@ limits or a different control rate are caught like a changed graph.
 import hashlib
 import json
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,10 @@ class ModelCard:
     sampler_steps: int
     deterministic: bool
     raw: dict
+    training_conditions: dict = field(default_factory=dict)
+    """What the model was trained under (optional card section; {} when absent):
+    command_filter ({max_delta_per_tick} or None: trained without one), action_delay_ticks
+    ([min, max]), observation_noise and randomization (free-form mappings)."""
 
     @property
     def policy_path(self) -> Path:
@@ -141,6 +146,35 @@ def _parse_units(units: Any, action_dim: int) -> tuple[str, ...]:
     return tuple(str(u) for u in units)
 
 
+def _parse_training_conditions(conditions: Any) -> dict:
+    """The optional `training_conditions` section; the node compares its command filter with
+    its own, so that part is checked strictly, the rest only for being mappings."""
+    where = f'{CARD_FILE}: training_conditions'
+    if conditions is None:
+        return {}
+    if not isinstance(conditions, dict):
+        raise ModelCardError(f'{where} must be a mapping, got {conditions!r}')
+    command_filter = conditions.get('command_filter')
+    if command_filter is not None:
+        delta = command_filter.get('max_delta_per_tick') if isinstance(command_filter, dict) \
+            else None
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or \
+                not np.isfinite(delta) or delta <= 0:
+            raise ModelCardError(f'{where}.command_filter must be null or a mapping with a '
+                                 f'positive max_delta_per_tick, got {command_filter!r}')
+    delay = conditions.get('action_delay_ticks')
+    if delay is not None and not (
+            isinstance(delay, list) and len(delay) == 2
+            and all(isinstance(d, int) and not isinstance(d, bool) for d in delay)
+            and 0 <= delay[0] <= delay[1]):
+        raise ModelCardError(f'{where}.action_delay_ticks must be [min, max] with '
+                             f'0 <= min <= max, got {delay!r}')
+    for key in ('observation_noise', 'randomization'):
+        if conditions.get(key) is not None and not isinstance(conditions[key], dict):
+            raise ModelCardError(f'{where}.{key} must be a mapping, got {conditions[key]!r}')
+    return conditions
+
+
 def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
     """Validate a card's fields (not the files) and build a ModelCard."""
     folder = Path(folder)
@@ -195,7 +229,8 @@ def parse_model_card(data: dict, folder: str | Path) -> ModelCard:
         action_low=low, action_high=high,
         chunk_length=chunk_length, steps_per_chunk=steps_per_chunk, control_rate_hz=rate,
         sampler_steps=sampler_steps, deterministic=deterministic,
-        raw=data)
+        raw=data,
+        training_conditions=_parse_training_conditions(data.get('training_conditions')))
 
 
 def load_model_card(folder: str | Path, verify_files: bool = True) -> ModelCard:

@@ -33,6 +33,19 @@ def check_encoding(encoding: str) -> None:
             f'unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}')
 
 
+def check_image_size(height: int, width: int, max_pixels: int) -> None:
+    """Raises ObservationError for an image larger than `max_pixels`, from its header alone.
+
+    Decoding and resizing cost grows with the pixels (measured on 2 cores, 1 thread: 1 ms at
+    640x480, 6 ms at 1920x1080, 124 ms at 8192x8192) and runs on the control loop's thread, so
+    a larger image is refused before any of it is touched.
+    """
+    if height * width > max_pixels:
+        raise ObservationError(
+            f'image of {width}x{height} = {height * width} pixels exceeds max_image_pixels '
+            f'{max_pixels}: refused before decoding (downscale it at the camera driver)')
+
+
 def decode_image(encoding: str, height: int, width: int, step: int, is_bigendian: bool,
                  data: bytes) -> np.ndarray:
     """Decodes sensor_msgs/Image fields to an (height, width, channels) array.
@@ -149,7 +162,8 @@ class LatestCache:
 
     Subscriptions write, the control timer and the inference worker read. By default receive
     time decides staleness: it is what this computer knows, on its own clock. `put(..., age_s=)`
-    back-dates a value that was already that old when it arrived (stamp-based staleness).
+    back-dates a value that was already that old when it arrived (stamp-based staleness); the
+    arrival time itself is kept apart, because event-driven inference asks what arrived when.
     """
 
     def __init__(self, keys: list[str], clock=time.monotonic):
@@ -158,11 +172,14 @@ class LatestCache:
         self._lock = threading.Lock()
         self._values: dict[str, object] = {}
         self._received: dict[str, float] = {}
+        self._arrived: dict[str, float] = {}
 
     def put(self, key: str, value, age_s: float = 0.0) -> None:
         with self._lock:
+            now = self._clock()
             self._values[key] = value
-            self._received[key] = self._clock() - max(0.0, age_s)
+            self._received[key] = now - max(0.0, age_s)
+            self._arrived[key] = now
 
     def ages_s(self) -> dict[str, float]:
         """Seconds since each key was last received (inf if never)."""
@@ -170,6 +187,12 @@ class LatestCache:
         with self._lock:
             return {k: now - self._received[k] if k in self._received else float('inf')
                     for k in self.keys}
+
+    def arrived_since(self, since_s: float) -> bool:
+        """Whether every key has a value that arrived after `since_s` (this clock): a whole new
+        observation, none of it already used before that time."""
+        with self._lock:
+            return all(self._arrived.get(k, -np.inf) > since_s for k in self.keys)
 
     def snapshot(self, max_age_s: float) -> dict | None:
         """All values if every key is fresher than max_age_s, else None (never a partial set)."""

@@ -5,6 +5,8 @@ Defaults here equal config/policy.yaml and config/sim.yaml (a test compares them
 started without a file behaves as one started with it. config/policy_sim.yaml holds only what
 differs in simulation and is loaded after policy.yaml.
 """
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 from rcl_interfaces.msg import FloatingPointRange
@@ -17,6 +19,8 @@ from rldt_ros.observation import STALENESS_CLOCKS
 from rldt_ros.safety import MAX_DELTA_RANGE
 
 COMMAND_TYPES = ('commands', 'joint_trajectory')
+INFERENCE_TRIGGERS = ('observation', 'timer')
+RELIABILITIES = ('best_effort', 'reliable')
 ANY_TYPE = 'any type'  # marks a parameter that takes more than one type (deterministic)
 
 # name: (default or type if unset, description, range or None, read_only). Read-only: changing
@@ -48,11 +52,26 @@ POLICY_PARAMETERS = {
     'refill_threshold': (-1, (
         'Request a new chunk when this many actions are left; '
         '-1 = chunk_length - steps_per_chunk.'), (-1, 1024), True),
+    'inference_trigger': ('observation', (
+        "When a chunk is sampled: 'observation' = when the observation it needs arrives "
+        '(joint_states and every camera), its first action published at once and the control '
+        "timer re-phased to it; 'timer' = on the next control tick (up to a period later). "
+        'With use_sim_time both are the /clock tick, which follows the simulated step.'),
+        None, True),
     'inline_inference': (True, (
         'Sample a chunk inside the control tick when the queue runs low, so its first action '
         'goes out on the tick of its observation (the latency the policy was trained with). '
         'Only for samplers far faster than one control period; false = a worker thread.'),
         None, True),
+    'image_reliability': ('best_effort', (
+        "QoS of the camera subscriptions: 'best_effort' (sensor data; matches any camera) or "
+        "'reliable' (needed for images over ~64 KB on Fast DDS's default transport, which "
+        'drops most fragmented best-effort frames; the camera must publish reliable).'),
+        None, True),
+    'max_image_pixels': (1_000_000, (
+        'Images with more pixels are refused before decoding (ERROR naming the camera, hold, '
+        'then stop): decoding and resizing run on the control thread.'),
+        (1, 100_000_000), True),
     'blending': ('none', "Overlap blending: 'none' or 'ensemble'.", None, True),
     'ensemble_coef': (0.01, 'Temporal ensemble weight exp(-coef * i), i = 0 oldest.',
                       (0.0, 10.0), True),
@@ -88,6 +107,11 @@ POLICY_PARAMETERS = {
     'max_joint_velocity': (10.0, (
         'A commanded joint reading faster than this (rad/s or m/s) is implausible.'),
         (0.0, 1000.0), True),
+    'episode_topic': ('', (
+        'std_msgs/String topic whose messages end an episode (simulation: sim_node/episode): '
+        'queued actions are dropped and the next chunk comes from an observation that arrived '
+        'after it, as after a reset in training. Empty: none (a robot has no resets).'),
+        None, True),
     'enable_control': (False, 'false: compute and publish on ~/debug/* only (dry run).',
                        None, False),
     'diagnostics_period_s': (1.0, 'Period of /diagnostics and ~/stats.', (0.01, 60.0), True),
@@ -107,12 +131,26 @@ SIM_PARAMETERS = {
     'real_time_factor': (1.0, 'Sim seconds per wall second (>1 runs faster; use /clock).',
                          (0.01, 100.0), True),
     'publish_clock': (False, 'Publish /clock from sim time (for use_sim_time).', None, True),
+    'lockstep': (False, (
+        'Step only once a command arrived for the last published state (or after '
+        'lockstep_timeout_s): a busy computer then slows the simulation down instead of '
+        'delaying commands by a step (evaluation on shared machines; with publish_clock).'),
+        None, True),
+    'lockstep_timeout_s': (1.0, 'With lockstep: wall seconds to wait for a command.',
+                           (0.001, 60.0), True),
+    'randomization_file': ('', (
+        "YAML mapping of domain randomization ranges, the keys of a training config's "
+        'env.randomization (rldt_ros.randomization); the built-in task draws a perturbation '
+        'per episode from its seed and publishes noisy readings. Empty: nominal.'), None, True),
     'controller': ('forward_position_controller', 'Controller namespace of command topics.',
                    None, True),
-    'cameras': (Parameter.Type.STRING_ARRAY, 'Cameras to render; unset = none.', None, True),
-    'image_height': (84, 'Rendered image height (px).', (1, 4096), True),
-    'image_width': (84, 'Rendered image width (px).', (1, 4096), True),
-    'camera_rate_hz': (10.0, 'Image publish rate (wall clock).', (0.1, 1000.0), True),
+    'cameras': (Parameter.Type.STRING_ARRAY, (
+        "Cameras to render and publish every step; unset = the ones the task's policy "
+        'observes (none for cube_push and for a plain MJCF).'), None, True),
+    'image_height': (0, "Rendered image height (px); 0 = the task's image size (64 for MJCF).",
+                     (0, 4096), True),
+    'image_width': (0, "Rendered image width (px); 0 = the task's image size (64 for MJCF).",
+                    (0, 4096), True),
     'wait_for_command': (True, ('Start each run paused until the first command arrives, so '
                                 'episodes are not scored while the policy is still loading.'),
                          None, True),
@@ -122,6 +160,8 @@ SIM_PARAMETERS = {
 # Allowed values of the string parameters that are choices.
 CHOICES = {
     'command_type': COMMAND_TYPES,
+    'inference_trigger': INFERENCE_TRIGGERS,
+    'image_reliability': RELIABILITIES,
     'blending': BLENDINGS,
     'staleness_clock': STALENESS_CLOCKS,
 }
@@ -169,29 +209,90 @@ def defaults(table: dict) -> dict:
 NODES = {'loop': ('sim_node', 'policy_node'), 'policy': ('policy_node',), 'sim': ('sim_node',)}
 
 
+@dataclass
+class NodePlan:
+    """How one node is started: parameter files and values in load order (later wins), and
+    topic remappings (from, to)."""
+
+    parameters: list = field(default_factory=list)
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def model_task(model: str | None) -> str | None:
+    """The task named in a model folder's card, or None if it cannot be read (the policy node
+    then refuses the folder with the reason; planning parameters must not)."""
+    from rldt_ros.model_card import load_model_card
+    from rldt_ros.model_card import ModelCardError
+    try:
+        return load_model_card(model, verify_files=False).task if model else None
+    except ModelCardError:
+        return None
+
+
 def node_parameters(what: str, config: Path | str, model: str | None = None,
                     params_file: str | None = None, sim_params_file: str | None = None,
-                    overrides: dict | None = None) -> dict[str, list]:
-    """{node: [parameter files..., {overrides}]} in load order (later wins) for
-    `what` = 'loop' (sim + policy: policy.launch.py use_sim:=true, `rldt-ros run loop`),
-    'policy' (the robot: policy.launch.py) or 'sim' (sim.launch.py, `rldt-ros run sim`).
+                    overrides: dict | None = None,
+                    joint_states_topic: str | None = None) -> dict[str, NodePlan]:
+    """{node: NodePlan} for `what` = 'loop' (sim + policy: policy.launch.py use_sim:=true,
+    `rldt-ros run loop`), 'policy' (the robot: policy.launch.py) or 'sim' (sim.launch.py,
+    `rldt-ros run sim`).
 
-    The one source of both entry points' parameters, so they cannot drift apart.
+    The one source of both entry points' parameters, so they cannot drift apart. In the loop
+    the sim node simulates the task named in the model card (the camera task renders the
+    model's cameras) and runs the clock; `overrides` go to the policy node, and `controller`
+    also to the sim node (they must agree on the command topic). `joint_states_topic` remaps
+    the policy node's joint_states (e.g. a ros2_control joint_state_broadcaster's).
     """
     config = Path(config)
     use_sim = what == 'loop'
+    overrides = dict(overrides or {})
     plan = {}
     if 'sim_node' in NODES[what]:
-        plan['sim_node'] = [Path(sim_params_file or config / 'sim.yaml')]
-        if use_sim:  # the loop runs on the sim's clock
-            plan['sim_node'].append({'publish_clock': True})
+        sim = NodePlan([Path(sim_params_file or config / 'sim.yaml')])
+        values = {}
+        if use_sim:  # the loop runs on the sim's clock, in the model's world
+            values['publish_clock'] = True
+            task = model_task(model)
+            if task:
+                values['task'] = task
+        if 'controller' in overrides:
+            values['controller'] = overrides['controller']
+        if values:
+            sim.parameters.append(values)
+        plan['sim_node'] = sim
     if 'policy_node' in NODES[what]:
-        files = [Path(params_file or config / 'policy.yaml')]
+        policy = NodePlan([Path(params_file or config / 'policy.yaml')])
         if use_sim:
-            files.append(config / 'policy_sim.yaml')
+            policy.parameters.append(config / 'policy_sim.yaml')
         values = {'model': str(model)} if model else {}
         if use_sim:
             values['use_sim_time'] = True
-        values.update(overrides or {})
-        plan['policy_node'] = files + ([values] if values else [])
+        values.update(overrides)
+        if values:
+            policy.parameters.append(values)
+        if joint_states_topic:
+            policy.remappings.append(('joint_states', joint_states_topic))
+        plan['policy_node'] = policy
     return plan
+
+
+# policy.launch.py arguments that become policy node parameters (launch gives strings; an
+# empty one means: the parameter files decide).
+LAUNCH_OVERRIDES = {'enable_control': bool, 'use_sim_time': bool, 'providers': str,
+                    'controller': str, 'command_type': str}
+
+
+def launch_plan(args: dict[str, str], config: Path | str) -> dict[str, NodePlan]:
+    """node_parameters from policy.launch.py's arguments (kept here, without launch, so the
+    mapping is tested where launch cannot be installed)."""
+    overrides = {}
+    for name, kind in LAUNCH_OVERRIDES.items():
+        value = args.get(name, '')
+        if value:
+            overrides[name] = value.lower() == 'true' if kind is bool else value
+    what = 'loop' if args.get('use_sim', '').lower() == 'true' else 'policy'
+    return node_parameters(what, config, model=args.get('model') or None,
+                           params_file=args.get('params_file') or None,
+                           sim_params_file=args.get('sim_params_file') or None,
+                           overrides=overrides,
+                           joint_states_topic=args.get('joint_states_topic') or None)

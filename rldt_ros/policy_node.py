@@ -4,6 +4,10 @@ Wiring only: the observation, chunking, safety, joint-limit and sampler cores do
 rldt_ros.parameters holds the parameters (docs/architecture.md 5). Callbacks run on one
 executor thread; with inline_inference false the chunk sampler runs in a worker thread (ONNX
 Runtime releases the GIL), so the control timer never waits for inference.
+
+A control slot is served by `_serve_slot`: from the control timer, or (inference_trigger
+'observation') from the arrival of the observation a new chunk needs, which then re-phases
+the timer; chunks come from one `_request_chunk` path either way.
 """
 import concurrent.futures
 import json
@@ -37,7 +41,9 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 from rldt_ros import diagnostics
 from rldt_ros import joint_limits
 from rldt_ros.chunking import ActionQueue
+from rldt_ros.chunking import ObservationClock
 from rldt_ros.model_card import load_model_card
+from rldt_ros.observation import check_image_size
 from rldt_ros.observation import decode_image
 from rldt_ros.observation import JointStateMapper
 from rldt_ros.observation import LatestCache
@@ -48,6 +54,7 @@ from rldt_ros.parameters import check_value
 from rldt_ros.parameters import declare
 from rldt_ros.parameters import POLICY_PARAMETERS
 from rldt_ros.robot_fit import fit
+from rldt_ros.robot_fit import training_mismatch
 from rldt_ros.safety import check_max_delta
 from rldt_ros.safety import chunk_is_finite
 from rldt_ros.safety import CommandFilter
@@ -58,6 +65,11 @@ from rldt_ros.safety import Watchdog
 from rldt_ros.sampler import ChunkSampler
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE_IMAGES = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# Observation -> command latency is measured from the DDS source timestamp of the oldest part
+# of the observation (the publisher's wall clock); values outside this are another computer's
+# unsynchronized clock and are not counted.
+MAX_LATENCY_NS = 10**10
 
 
 class StartupError(RuntimeError):
@@ -103,6 +115,12 @@ class PolicyNode(Node):
         self.refill_threshold = (card.chunk_length - card.steps_per_chunk
                                  if p['refill_threshold'] < 0 else p['refill_threshold'])
         self.inline_inference = p['inline_inference']
+        # Under sim time the control timer ticks on /clock, which the simulator publishes after
+        # each step's observation: the tick is already the observation's event, and the clock
+        # lags the observation (it arrives first), so the timer must not be re-phased to it.
+        sim_time = self.get_parameter('use_sim_time').value
+        self.event_driven = p['inference_trigger'] == 'observation' and not sim_time
+        self.max_image_pixels = p['max_image_pixels']
         self.command_type = p['command_type']
         self.trajectory_points = p['trajectory_points']
         self.max_obs_age_s = p['max_obs_age_s']
@@ -114,7 +132,9 @@ class PolicyNode(Node):
         self.arm = JointStateMapper(list(card.action_names), ['position'])
         self.readings = ReadingCheck(list(card.action_names), robot.low, robot.high,
                                      p['joint_limit_margin'], p['max_joint_velocity'])
-        self.cache = LatestCache(['state'] + [c.name for c in card.cameras])
+        inputs = ['state'] + [c.name for c in card.cameras]
+        self.cache = LatestCache(inputs)
+        self.obs_clock = ObservationClock(inputs, 1.0 / self.rate_hz)
         self.queue = ActionQueue(card.action_dim, p['blending'], p['ensemble_coef'])
         self.watchdog = Watchdog(p['starvation_grace_s'], p['auto_resume'])
         self.estop = EStop()
@@ -122,21 +142,32 @@ class PolicyNode(Node):
         self._future_tick = 0
         self._tick = 0
         self._measured: np.ndarray | None = None  # latest plausible arm position, card order
-        self._last_tick_s: float | None = None
-        self._latency_stamp_ns: int | None = None
+        self._last_slot_ns: int | None = None  # node clock of the last served slot
+        self._slot_s = -np.inf  # monotonic time of the last served slot
+        self._since_s = -np.inf  # an observation completes when all its parts are newer
+        self._waiting = False  # a slot's tick came; the next whole observation serves it
+        self._fresh_after_s = -np.inf  # chunks only from observations newer than this
+        self._generation = 0  # chunks sampled before an episode ended are dropped
+        self._latency_sent_ns: int | None = None
         self._problems: dict[str, str] = {}
+        self._warnings: dict[str, str] = {}
         self._ever_sent = False
         self.counts = dict.fromkeys(
             ('ticks', 'published', 'held', 'stopped', 'chunks', 'rejected_chunks',
-             'skipped_actions', 'rejected_obs', 'converted_images', 'missed_ticks'), 0)
+             'skipped_actions', 'rejected_obs', 'converted_images', 'missed_ticks',
+             'early_slots', 'late_slots', 'episodes'), 0)
         self.sampler_ms = diagnostics.Window()
         self.obs_to_cmd_ms = diagnostics.Window()
+        self.image_ms = diagnostics.Window()
 
         self.create_subscription(JointState, 'joint_states', self._on_joint_state, RELIABLE)
+        if p['episode_topic']:
+            self.create_subscription(String, p['episode_topic'], self._on_episode_end, RELIABLE)
+        image_qos = qos_profile_sensor_data if p['image_reliability'] == 'best_effort' \
+            else RELIABLE_IMAGES
         for camera in card.cameras:
-            self.create_subscription(Image, camera.topic,
-                                     lambda msg, c=camera: self._on_image(msg, c),
-                                     qos_profile_sensor_data)
+            self.create_subscription(Image, camera.topic, self._image_callback(camera),
+                                     image_qos)
         msg_type = Float64MultiArray if self.command_type == 'commands' else JointTrajectory
         self.command_pub = self.create_publisher(
             msg_type, f'{p["controller"]}/{self.command_type}', RELIABLE)
@@ -146,18 +177,20 @@ class PolicyNode(Node):
         self.create_service(Trigger, '~/estop', self._on_estop)
         self.create_service(Trigger, '~/reset_estop', self._on_reset_estop)
         self.create_service(Trigger, '~/rearm', self._on_rearm)
-        self.create_timer(1.0 / self.rate_hz, self._on_tick)
+        self.timer = self.create_timer(1.0 / self.rate_hz, self._on_timer)
         # Diagnostics on a steady clock: they must keep reporting when /clock stops (sim died).
         self.create_timer(p['diagnostics_period_s'], self._on_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Last: from here on the parameter callback applies changes to the parts built above.
         self.filter = CommandFilter(robot.low, robot.high, p['max_delta_per_tick'])
+        self._check_training_conditions()
         limits = joint_limits.describe(card.action_names, robot.low, robot.high,
                                        card.action_units)
         for line in (
                 f'model {card.name} {card.version} ({card.task}) on {self.sampler.provider}: '
                 f'H={card.chunk_length}, {self.rate_hz} Hz, refill at {self.refill_threshold}, '
-                f'{"inline" if self.inline_inference else "worker"} inference, deterministic='
+                f'{"inline" if self.inline_inference else "worker"} inference on the '
+                f'{"observation" if self.event_driven else "timer tick"}, deterministic='
                 f'{deterministic} ({"card" if p["deterministic"] == "card" else "parameter"})',
                 f'staleness by {self.staleness_clock} time, auto_resume={p["auto_resume"]}, '
                 f'max_delta_per_tick={p["max_delta_per_tick"]}',
@@ -199,6 +232,18 @@ class PolicyNode(Node):
             self.watchdog.grace_s = value
         elif name == 'max_delta_per_tick':
             self.filter.max_delta_per_tick = value
+            self._check_training_conditions()
+
+    def _check_training_conditions(self) -> None:
+        """WARN (log and /diagnostics) while the command filter differs from the one the model
+        was trained with (model card training_conditions)."""
+        mismatch = training_mismatch(self.card, self.filter.max_delta_per_tick)
+        if mismatch and self._warnings.get('training_conditions') != mismatch:
+            self.get_logger().warning(mismatch)
+        if mismatch:
+            self._warnings['training_conditions'] = mismatch
+        else:
+            self._warnings.pop('training_conditions', None)
 
     # ---- observations ---------------------------------------------------------------------
 
@@ -208,7 +253,7 @@ class PolicyNode(Node):
         return stamp_age_s(_stamp_ns(stamp), self.get_clock().now().nanoseconds,
                            self.stamp_tolerance_s)
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joint_state(self, msg: JointState, info) -> None:
         try:
             state = self.mapper.state(msg.name, msg.position, msg.velocity)
             measured, velocity = self.arm.positions_velocities(msg.name, msg.position,
@@ -226,39 +271,115 @@ class PolicyNode(Node):
             return
         self._problems.pop('joint_states', None)
         self._measured = measured
-        self.cache.put('state', (state, measured, _stamp_ns(msg.header.stamp)), age_s)
+        self.cache.put('state', (state, measured, info['source_timestamp']), age_s)
+        self._on_observation('state')
 
-    def _on_image(self, msg: Image, camera) -> None:
+    def _image_callback(self, camera):
+        return lambda msg, info: self._on_image(msg, info, camera)
+
+    def _on_image(self, msg: Image, info, camera) -> None:
+        start = time.perf_counter()
         try:
+            # The size check reads the header only: an 8k image is refused untouched.
+            check_image_size(msg.height, msg.width, self.max_image_pixels)
             raw = decode_image(msg.encoding, msg.height, msg.width, msg.step,
                                bool(msg.is_bigendian), msg.data)
             image = to_model_rgb(raw, msg.encoding, camera.height, camera.width)
             age_s = self._age_s(msg.header.stamp)
         except ObservationError as exc:
             self.counts['rejected_obs'] += 1
-            self._problems[camera.name] = f'{camera.topic}: {exc}'
+            problem = f'camera {camera.name} ({camera.topic}): {exc}'
+            if self._problems.get(camera.name) != problem:
+                self.get_logger().error(problem)
+            self._problems[camera.name] = problem
+            self.image_ms.add((time.perf_counter() - start) * 1e3)
             return
         if msg.encoding != 'rgb8' or (msg.height, msg.width) != (camera.height, camera.width):
             self.counts['converted_images'] += 1
         self._problems.pop(camera.name, None)
-        self.cache.put(camera.name, image, age_s)
+        self.cache.put(camera.name, (image, info['source_timestamp']), age_s)
+        self.image_ms.add((time.perf_counter() - start) * 1e3)
+        self._on_observation(camera.name)
+
+    def _on_observation(self, key: str) -> None:
+        """Event-driven inference (docs/architecture.md 5): when a slot needs a new chunk and
+        this arrival completes a whole new observation, serve the slot now if it is the
+        observation nearest to the slot (or the slot's tick already came and waits), and
+        re-phase the timer to it; a worker samples on it and its chunk starts at the next tick.
+        """
+        now_s = time.monotonic()
+        self.obs_clock.arrived(key, now_s)
+        if not self.event_driven or not self._refill_due() or \
+                not self.cache.arrived_since(self._since_s):
+            return
+        if not self.inline_inference:
+            self._since_s = now_s
+            self._request_chunk(self.cache.snapshot(self.max_obs_age_s))
+            return
+        until_slot_s = (self.timer.time_until_next_call() or 0) * 1e-9
+        if not (self._waiting or self.obs_clock.serves_early(until_slot_s)):
+            self._since_s = now_s  # too early for the slot: a newer observation will be nearer
+            return
+        self.counts['late_slots' if self._waiting else 'early_slots'] += 1
+        self._waiting = False
+        self.timer.reset()  # the next slot one period after this observation
+        self._serve_slot()
+
+    def _on_episode_end(self, msg: String) -> None:
+        """The simulator reset its world: what is queued was planned for the old one, and
+        training never carries a chunk across a reset (the shipped vision model: 96% offline,
+        60% when up to 3 actions of the old chunk run on in the new episode)."""
+        self.queue.clear()
+        self.filter.restart()
+        self._generation += 1
+        self._fresh_after_s = self._since_s = time.monotonic()
+        self.counts['episodes'] += 1
 
     # ---- control loop ---------------------------------------------------------------------
 
-    def _on_tick(self) -> None:
+    def _refill_due(self) -> bool:
+        """The next slot needs a new chunk, and healthy inputs could give it one."""
+        return (self._future is None and len(self.queue) <= self.refill_threshold
+                and not self._problems and not self.estop.engaged and not self.watchdog.latched
+                and self.cache.snapshot(self.max_obs_age_s) is not None
+                and self.cache.arrived_since(self._fresh_after_s))
+
+    def _on_timer(self) -> None:
+        self._collect_chunk()
+        if self.event_driven and self.inline_inference and not self._waiting \
+                and self._refill_due():
+            # Served by the next whole observation (_on_observation); by the next tick if none
+            # comes within a period (the fallback: the latest observation, as the timer would).
+            self._waiting = True
+            return
+        self._waiting = False
+        self._serve_slot()
+
+    def _serve_slot(self) -> None:
+        """One control slot: refill the queue if it runs low, pop this slot's action, and send
+        it (RUN), resend the last command (HOLD) or send nothing (STOP) as the watchdog says."""
         now_s = time.monotonic()
-        if self._last_tick_s is not None:
-            late = (now_s - self._last_tick_s) * self.rate_hz
+        now_ns = self.get_clock().now().nanoseconds
+        if self._last_slot_ns is not None:
+            late = (now_ns - self._last_slot_ns) * 1e-9 * self.rate_hz
             if late > 1.5:
                 self.counts['missed_ticks'] += round(late) - 1
-        self._last_tick_s = now_s
+        if not self.cache.arrived_since(self._fresh_after_s) and \
+                now_s - self._fresh_after_s < self.max_obs_age_s:
+            return  # an episode just ended; its successor's first observation is on its way
+        self._last_slot_ns = now_ns
+        self._slot_s = self._since_s = now_s
         self._tick += 1
         self.counts['ticks'] += 1
         self._collect_chunk()
         snapshot = self.cache.snapshot(self.max_obs_age_s)
         inputs_ok = snapshot is not None and not self._problems and not self.estop.engaged
-        if (inputs_ok and self._future is None and not self.watchdog.latched
-                and len(self.queue) <= self.refill_threshold):
+        # With a worker on the observation trigger, arrivals request refills (_on_observation);
+        # the slot only when the queue ran dry.
+        low = len(self.queue) <= (self.refill_threshold if self.inline_inference
+                                  or not self.event_driven else 0)
+        if inputs_ok and self._future is None and not self.watchdog.latched and low \
+                and self.cache.arrived_since(self._fresh_after_s):
             self._request_chunk(snapshot)
         action = self.queue.pop(self._tick)
         mode = self.watchdog.update(now_s, inputs_ok and action is not None,
@@ -268,9 +389,11 @@ class PolicyNode(Node):
             upcoming = self.filter.preview(self.queue.peek(self.trajectory_points - 1))
             self._publish([command] + upcoming)
             self.counts['published'] += 1
-            if self._latency_stamp_ns:
-                self.obs_to_cmd_ms.add((time.time_ns() - self._latency_stamp_ns) / 1e6)
-            self._latency_stamp_ns = None
+            if self._latency_sent_ns is not None:
+                latency_ns = time.time_ns() - self._latency_sent_ns
+                if 0 <= latency_ns < MAX_LATENCY_NS:
+                    self.obs_to_cmd_ms.add(latency_ns / 1e6)
+            self._latency_sent_ns = None
             self._ever_sent = True
         elif mode is Mode.HOLD:
             self._publish([self.filter.last])
@@ -279,27 +402,31 @@ class PolicyNode(Node):
             self._stop('stopped')
 
     def _request_chunk(self, snapshot: dict) -> None:
-        """Samples a chunk from this tick's observation: its actions start at the next tick,
-        or, inline, at this one (the tick waits for it: microseconds to a millisecond)."""
-        obs = {k: v for k, v in snapshot.items() if k != 'state'}
-        obs['state'], _, stamp_ns = snapshot['state']
-        self._future = self.worker.submit(self._sample, obs, stamp_ns)
+        """Samples a chunk from this observation. Inline, its first action is for the slot
+        being served (the slot waits for it: microseconds to a millisecond); from the worker,
+        its actions start at the next slot."""
+        obs = {k: v[0] for k, v in snapshot.items() if k != 'state'}
+        obs['state'], _, sent_ns = snapshot['state']
+        sent_ns = min([sent_ns] + [v[1] for k, v in snapshot.items() if k != 'state'])
+        self._future = self.worker.submit(self._sample, obs, sent_ns, self._generation)
         self._future_tick = self._tick if self.inline_inference else self._tick + 1
         if self.inline_inference:
             self._future.result()
             self._collect_chunk()
 
-    def _sample(self, obs: dict, stamp_ns: int) -> tuple[np.ndarray, float, int]:
+    def _sample(self, obs: dict, sent_ns: int, generation: int):
         start = time.perf_counter()
         chunk = self.sampler.sample(obs)
-        return chunk, (time.perf_counter() - start) * 1e3, stamp_ns
+        return chunk, (time.perf_counter() - start) * 1e3, sent_ns, generation
 
     def _collect_chunk(self) -> None:
         if self._future is None or not self._future.done():
             return
         future, self._future = self._future, None
-        chunk, ms, stamp_ns = future.result()
+        chunk, ms, sent_ns, generation = future.result()
         self.sampler_ms.add(ms)
+        if generation != self._generation:
+            return  # planned in an episode that has ended
         if not chunk_is_finite(chunk):
             self.counts['rejected_chunks'] += 1
             self.get_logger().warning('non-finite action chunk rejected',
@@ -307,10 +434,8 @@ class PolicyNode(Node):
             return
         self.counts['chunks'] += 1
         self.counts['skipped_actions'] += self.queue.push(chunk, self._future_tick)
-        if self._latency_stamp_ns is None:
-            # Header stamps are wall-clock on a live robot; with sim time they are not comparable.
-            wall = abs(time.time_ns() - stamp_ns) < 10**10
-            self._latency_stamp_ns = stamp_ns if wall else None
+        if self._latency_sent_ns is None:
+            self._latency_sent_ns = sent_ns
 
     def _stop(self, why: str) -> None:
         """Sends nothing more; a trajectory controller is told to hold the measured position
@@ -374,9 +499,12 @@ class PolicyNode(Node):
             'clamped': self.filter.clamped, 'rate_limited': self.filter.rate_limited,
             'sampler_ms': self.sampler_ms.percentiles(),
             'obs_to_cmd_ms': self.obs_to_cmd_ms.percentiles(),
+            'image_ms': self.image_ms.percentiles(),
+            'observation_interval_ms': round(self.obs_clock.interval_s() * 1e3, 3),
             'obs_age_ms': {k: round(v * 1e3, 3) if np.isfinite(v) else None
                            for k, v in ages.items()},
             'problems': dict(self._problems),
+            'warnings': dict(self._warnings),
         }
 
     def _on_diagnostics(self) -> None:
@@ -384,7 +512,8 @@ class PolicyNode(Node):
         stale = [k for k, age in self.cache.ages_s().items() if age > self.max_obs_age_s]
         level, message = diagnostics.health(
             stats['mode'], self._ever_sent, self.estop.reason if self.estop.engaged else None,
-            list(self._problems.values()), stale, self.watchdog.latched)
+            list(self._problems.values()), stale, self.watchdog.latched,
+            list(self._warnings.values()))
         status = DiagnosticStatus(
             level=bytes([level]), name=f'{self.get_name()}: policy', message=message,
             hardware_id=f'{self.card.name} {self.card.version}',

@@ -55,3 +55,26 @@ def fit(card: ModelCard, p: dict) -> Fit:
     return Fit(joint_names=joints,
                out_index=np.array([card.action_names.index(j) for j in joints], dtype=np.intp),
                low=low, high=high, limits_from=' and '.join(sources))
+
+
+def training_mismatch(card: ModelCard, max_delta_per_tick: float) -> str | None:
+    """How this node's command filter differs from the one the model was trained with, or None
+    when they agree or the card does not say (older cards have no training_conditions).
+
+    Not a start-up refusal: a policy may well run under another cap, but one trained without
+    the cap it meets here (or with a looser one) has never seen its own commands slowed down,
+    which took the shipped model from 63% to 15% success in simulation; operators should know.
+    """
+    conditions = card.training_conditions
+    if 'command_filter' not in conditions:
+        return None
+    trained = conditions['command_filter']
+    if trained is None:
+        return (f'max_delta_per_tick {max_delta_per_tick:g}: the model was trained without a '
+                'command filter (model card training_conditions.command_filter)')
+    trained_delta = float(trained['max_delta_per_tick'])
+    if abs(trained_delta - max_delta_per_tick) > 1e-9:
+        return (f'max_delta_per_tick {max_delta_per_tick:g} differs from the '
+                f'{trained_delta:g} the model was trained with (model card '
+                'training_conditions.command_filter)')
+    return None

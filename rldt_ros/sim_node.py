@@ -1,7 +1,9 @@
 """MuJoCo simulation node: the robot's topics, backed by physics (docs/architecture.md 5).
 
-Publishes `joint_states`, `<camera>/image_raw` + `<camera>/camera_info` and optionally `/clock`;
-takes position targets on `<controller>/commands` (Float64MultiArray, actuator order) and
+Publishes, every control step and with the step's stamp, `<camera>/image_raw` +
+`<camera>/camera_info` (by default the cameras the task's policy observes, at its image size),
+then `joint_states` (the task's observed joints), then optionally `/clock`; takes position
+targets on `<controller>/commands` (Float64MultiArray, actuator order) and
 `<controller>/joint_trajectory` (JointTrajectory, by joint name), the ros2_control forward and
 trajectory controller conventions, so a policy node runs unchanged against this node,
 mujoco_ros2_control, gz_ros2_control or hardware. Episode results go to `~/episode` (JSON).
@@ -11,6 +13,7 @@ import json
 import math
 import signal
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -38,9 +41,13 @@ from rldt_ros.parameters import SIM_PARAMETERS
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def make_world(task: str, mjcf: str, control_rate_hz: float, max_episode_steps: int):
-    """A built-in task by name, or any MJCF file wrapped by MjcfSim."""
+def make_world(task: str, mjcf: str, control_rate_hz: float, max_episode_steps: int,
+               randomization_file: str = ''):
+    """A built-in task by name (perturbed per episode as `randomization_file` says), or any
+    MJCF file wrapped by MjcfSim."""
     if mjcf:
+        if randomization_file:
+            raise ValueError('randomization_file needs a built-in task, not mjcf')
         from rldt_ros.mjcf_sim import MjcfSim
         return MjcfSim(mjcf, control_rate_hz or 50.0, max_episode_steps)
     from rldt_ros.tasks import make_task
@@ -49,7 +56,21 @@ def make_world(task: str, mjcf: str, control_rate_hz: float, max_episode_steps: 
         kw['control_rate_hz'] = control_rate_hz
     if max_episode_steps:
         kw['max_episode_steps'] = max_episode_steps
+    if randomization_file:
+        kw['randomization'] = load_randomization(randomization_file)
     return make_task(task, **kw)
+
+
+def load_randomization(path: str):
+    """The Randomization in a YAML file of ranges (the keys of a training config's
+    env.randomization); an unknown key or a bad range is an error naming it."""
+    from rldt_ros.randomization import Randomization
+    from rldt_ros.safe_yaml import load_yaml
+    data = load_yaml(path)
+    try:
+        return Randomization.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f'{path}: {exc}') from exc
 
 
 class Trajectory:
@@ -71,19 +92,27 @@ class SimNode(Node):
         super().__init__('sim_node', **kwargs)
         p = declare(self, SIM_PARAMETERS)
         self.world = make_world(p['task'], p['mjcf'], p['control_rate_hz'],
-                                p['max_episode_steps'])
-        cameras = p['cameras']
+                                p['max_episode_steps'], p['randomization_file'])
+        # By default the cameras and image size the task's policy observes (a plain MJCF
+        # observes none): what a model trained on the task needs, nothing more to render.
+        cameras = p['cameras'] or list(getattr(self.world, 'observed_cameras', []))
         unknown = sorted(set(cameras) - set(self.world.cameras))
         if unknown:
             raise ValueError(f'cameras {unknown} are not in the model; it has '
                              f'{self.world.cameras}')
         self.cameras = cameras
-        self.image_size = (p['image_height'], p['image_width'])
+        task_size = getattr(self.world, 'image_size', (64, 64))
+        self.image_size = (p['image_height'] or task_size[0], p['image_width'] or task_size[1])
+        self._observed_images = (cameras == list(getattr(self.world, 'observed_cameras', []))
+                                 and cameras and self.image_size == tuple(task_size))
         self.period_s = 1.0 / self.world.control_rate_hz
         self.seed = p['seed']
         self.wait_for_command = p['wait_for_command']
         self.auto_reset = p['auto_reset']
         self.publish_clock = p['publish_clock']
+        self.lockstep = p['lockstep']
+        self.lockstep_timeout_s = p['lockstep_timeout_s']
+        self._published_s = 0.0
         names = self.world.observed_joints
         self._act_index = np.array([names.index(j) for j in self.world.actuated_joints])
         self.sim_time_ns = 0
@@ -107,11 +136,11 @@ class SimNode(Node):
         # Wall-clock timers: this node is the source of sim time, it must not wait for it.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(self.period_s / p['real_time_factor'], self._on_step, clock=steady)
-        if cameras:
-            self.create_timer(1.0 / p['camera_rate_hz'], self._on_render, clock=steady)
+        size = f' at {self.image_size[0]}x{self.image_size[1]}' if cameras else ''
         self.get_logger().info(
             f'{self.world.name}: {len(names)} joints, actuated {self.world.actuated_joints}, '
-            f'{self.world.control_rate_hz} Hz x {p["real_time_factor"]}, cameras {cameras}')
+            f'{self.world.control_rate_hz} Hz x {p["real_time_factor"]}, cameras {cameras}'
+            f'{size}')
 
     def _new_episode(self) -> None:
         self.episode += 1
@@ -121,10 +150,16 @@ class SimNode(Node):
         self.steps = 0
         self.episode_return = 0.0
         self.commanded = not self.wait_for_command
+        # Commands sent before this episode's first state went out were planned for the old
+        # world (a policy still finishing its chunk): they must not move the new one.
+        self._new_state_sent = False
+        self._answered = True  # lockstep: nothing to wait for before that first state
 
     # ---- commands -------------------------------------------------------------------------
 
     def _on_commands(self, msg: Float64MultiArray) -> None:
+        if not self._new_state_sent:
+            return
         target = np.asarray(msg.data, dtype=np.float64)
         if target.shape != self.target.shape or not np.all(np.isfinite(target)):
             self.get_logger().warning(
@@ -133,9 +168,11 @@ class SimNode(Node):
             return
         self.target = target
         self.trajectory = None
-        self.commanded = True
+        self.commanded = self._answered = True
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if not self._new_state_sent:
+            return
         unknown = sorted(set(msg.joint_names) - set(self.world.actuated_joints))
         if unknown or not msg.points:
             self.get_logger().warning(f'ignored trajectory: unknown joints {unknown} or no '
@@ -154,11 +191,14 @@ class SimNode(Node):
         times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points]
         self.trajectory = Trajectory(self.target.copy(), times, points)
         self._trajectory_start_ns = self.sim_time_ns
-        self.commanded = True
+        self.commanded = self._answered = True
 
     # ---- simulation -----------------------------------------------------------------------
 
     def _on_step(self) -> None:
+        if self.lockstep and not self._answered and \
+                time.monotonic() - self._published_s < self.lockstep_timeout_s:
+            return  # the policy has not answered the last state yet
         if self.commanded:
             if self.trajectory is not None:
                 elapsed_s = (self.sim_time_ns - self._trajectory_start_ns) * 1e-9 + self.period_s
@@ -177,12 +217,15 @@ class SimNode(Node):
         result = {'episode': self.episode, 'seed': self.seed + self.episode, 'steps': self.steps,
                   'return': self.episode_return, 'success': self.world.success(),
                   'sim_time_s': self.sim_time_ns * 1e-9}
+        perturbation = getattr(self.world, 'perturbation', None)
+        if perturbation:  # what this episode's randomization drew (logged with its result)
+            result['perturbation'] = perturbation
         self.episode_pub.publish(String(data=json.dumps(result)))
         self.get_logger().info(f'episode {json.dumps(result)}')
         if self.auto_reset:
-            commanded = self.commanded
+            # With wait_for_command, paused until a command planned from the new episode's
+            # first state arrives (a policy drops its queue on ~/episode: episode_topic).
             self._new_episode()
-            self.commanded = commanded  # the policy is already running: no need to wait again
 
     def _stamp(self):
         if self.publish_clock:
@@ -190,24 +233,34 @@ class SimNode(Node):
         return self.get_clock().now().to_msg()
 
     def _publish_state(self) -> None:
-        header = Header(stamp=self._stamp())
-        # State before clock: a policy ticking on /clock then sees this step's state.
-        self.joint_pub.publish(JointState(
-            header=header, name=self.world.observed_joints,
-            position=self.world.joint_positions().tolist(),
-            velocity=self.world.joint_velocities().tolist()))
-        if self.clock_pub is not None:
-            self.clock_pub.publish(ClockMsg(clock=header.stamp))
-
-    def _on_render(self) -> None:
+        """One step's observation, all with one stamp: images, then joint states, then the
+        clock. Rendered before anything is sent, so the parts leave together; images first
+        and clock last, so a policy that acts on joint_states or ticks on /clock has the
+        step's images already (they are the observation of the same tick)."""
+        stamp = self._stamp()
         height, width = self.image_size
-        header = Header(stamp=self._stamp())
-        for camera, (image_pub, info_pub) in self.image_pubs.items():
-            pixels = self.world.render(camera, height, width)
-            header.frame_id = camera
+        if self._observed_images:  # with the task's pixel noise, when it randomizes
+            images = self.world.images()
+        else:
+            images = {c: self.world.render(c, height, width) for c in self.cameras}
+        for camera, pixels in images.items():
+            header = Header(stamp=stamp, frame_id=camera)
+            image_pub, info_pub = self.image_pubs[camera]
             image_pub.publish(Image(header=header, height=height, width=width, encoding='rgb8',
                                     is_bigendian=0, step=width * 3, data=pixels.tobytes()))
             info_pub.publish(self._camera_info(camera, header))
+        if hasattr(self.world, 'state'):  # a task's readings, with its sensor noise if any
+            positions, velocities = np.split(self.world.state(), 2)
+        else:
+            positions, velocities = self.world.joint_positions(), self.world.joint_velocities()
+        self.joint_pub.publish(JointState(
+            header=Header(stamp=stamp), name=self.world.observed_joints,
+            position=positions.tolist(), velocity=velocities.tolist()))
+        if self.clock_pub is not None:
+            self.clock_pub.publish(ClockMsg(clock=stamp))
+        self._new_state_sent = True
+        self._answered = False
+        self._published_s = time.monotonic()
 
     def _camera_info(self, camera: str, header: Header) -> CameraInfo:
         """Pinhole intrinsics from the MJCF vertical field of view (square pixels)."""

@@ -40,7 +40,8 @@ _DOMAINS = itertools.count(1 + os.getpid() % 50)
 
 def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=CUBE_LOW,
                high=CUBE_HIGH, chunk_length=4, steps_per_chunk=2, rate_hz=20.0, cameras=(),
-               bias=0.0, image_gain=0.0, task='cube_push', noise_gain=0.0) -> Path:
+               bias=0.0, image_gain=0.0, task='cube_push', noise_gain=0.0,
+               training_conditions=None) -> Path:
     """A model folder whose graph is exact and cheap: actions[b, h, a] = obs_state[b, a] + bias
     + image_gain * mean(R channel of obs_<camera 0>) / 255 + noise_gain * noise.
 
@@ -100,6 +101,8 @@ def make_model(folder: Path, joints=CUBE_JOINTS, actions=CUBE_ACTUATED, low=CUBE
         'sampler': {'steps': 1, 'method': 'euler', 'noise': 'gaussian'},
         'files': {'policy.onnx': {}},
         'provenance': {'built_by': 'tests/ros/conftest.py'},
+        **({'training_conditions': training_conditions} if training_conditions is not None
+           else {}),
     })
     return folder
 

@@ -10,8 +10,6 @@ import time
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
-from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import Image
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -117,25 +115,6 @@ def test_camera_converted_then_camera_stops_hold_then_stop(tmp_path, probe, proc
     assert robot.enabled  # joint states kept flowing: the camera alone stopped the robot
     message = _wait_error(probe, 2)
     assert 'front' in message and 'stale' in message
-
-
-def test_unknown_image_encoding_is_a_clear_error_and_no_command(tmp_path, probe, procs,
-                                                                record_property):
-    camera = {'name': 'front', 'topic': 'front/image_raw', 'height': 8, 'width': 10,
-              'encoding': 'rgb8'}
-    folder = make_model(tmp_path / 'model', cameras=[camera])
-    commands = probe.record(Float64MultiArray, COMMANDS)
-    diagnostics = probe.record(DiagnosticArray, '/diagnostics')
-    Robot(probe)
-    image = _image('yuv422', 8, 10)
-    probe.publish_at(Image, '/front/image_raw', 20.0, lambda: image)
-    procs.start('run', 'policy', '--model', str(folder), '--', *FAST)
-    status = probe.wait_for(
-        lambda: diagnostics and 'yuv422' in diagnostics[-1][1].status[0].message
-        and diagnostics[-1][1].status[0], 20, 'diagnostics naming the encoding')
-    record_property('diagnostics', status.message)
-    assert status.level == DiagnosticStatus.ERROR
-    assert not commands
 
 
 def test_nan_joint_state_gives_no_command(model, probe, procs, record_property):

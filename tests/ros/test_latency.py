@@ -56,3 +56,51 @@ def test_step_response_with_and_without_inline_inference(tmp_path, probe, procs,
         assert response_s < TICK_S + 0.02   # out within the tick the state arrived in
     else:
         assert response_s > TICK_S - 0.01   # the worker's chunk starts a tick later
+
+
+@pytest.mark.parametrize('trigger, obs_hz', [('observation', 19.0), ('timer', 19.0),
+                                             ('observation', 200.0)])
+def test_inference_on_the_observation_follows_it_the_timer_waits_for_its_tick(
+        trigger, obs_hz, tmp_path, probe, procs, record_property):
+    """Joint states from a driver on its own clock: 19 Hz against a 20 Hz control rate sweeps
+    their phase through the whole period, so on the timer a chunk waits up to a period for
+    its tick (median about half), while on the observation it goes out when the state
+    arrives; at 200 Hz the slot is served by the state nearest to it, and the rate holds."""
+    model = make_model(tmp_path / 'model', chunk_length=1, steps_per_chunk=1, rate_hz=20.0)
+    commands = probe.record(Float64MultiArray, COMMANDS)
+    sent = {}
+    count = [0]
+
+    def make():
+        count[0] += 1
+        positions = np.zeros(len(CUBE_JOINTS))
+        positions[1] = value = round(count[0] * 1e-3, 6)
+        sent[value] = time.monotonic()
+        return JointState(name=list(CUBE_JOINTS), position=positions.tolist(),
+                          velocity=[0.0] * len(CUBE_JOINTS))
+    probe.publish_at(JointState, '/joint_states', obs_hz, make)
+    procs.start('run', 'policy', '--model', str(model), '--', '-p', 'enable_control:=true',
+                '-p', 'max_delta_per_tick:=1.0', '-p', f'inference_trigger:={trigger}')
+    probe.wait_for(lambda: len(commands) >= 10, 20, 'commands')
+    time.sleep(3.0)
+    with probe.lock:
+        window = [(t, round(m.data[1], 6)) for t, m in commands][-55:]
+    first = {}
+    for t, value in window:
+        first.setdefault(value, t)
+    latency_s = np.array([t - sent[v] for v, t in first.items() if v in sent])
+    times = np.array([t for t, _ in window])
+    rate_hz = (len(times) - 1) / (times[-1] - times[0])
+    record_property('obs_to_command_ms', {'p50': round(1e3 * np.median(latency_s), 2),
+                                          'max': round(1e3 * latency_s.max(), 2)})
+    record_property('command_rate_hz', round(rate_hz, 2))
+    if trigger == 'timer':
+        assert np.median(latency_s) > 0.015  # about half a period
+        assert abs(rate_hz - 20.0) < 1.0
+    else:
+        assert np.median(latency_s) < 0.012
+        # One command per slot, never two within half a period (a slot moved at most half
+        # an observation interval early, or waited for its observation).
+        assert np.diff(times).min() > 0.5 * TICK_S
+        expected_hz = 19.0 if obs_hz < 20.0 else 20.0
+        assert abs(rate_hz - expected_hz) < 1.0

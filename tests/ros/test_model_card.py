@@ -160,3 +160,33 @@ def test_unavailable_provider_falls_back_to_cpu(caplog):
     assert 'TensorrtExecutionProvider is not available' in caplog.text
     assert resolve_providers('cpu') == ['CPUExecutionProvider']
     assert resolve_providers('auto')[-1] == 'CPUExecutionProvider'
+
+
+TRAINED = {'command_filter': {'max_delta_per_tick': 0.1}, 'action_delay_ticks': [0, 2],
+           'observation_noise': {'joint_position_std': 0.01},
+           'randomization': {'friction_scale': [0.8, 1.2]}}
+
+
+def test_training_conditions_are_optional_and_read_when_present(tmp_path, model):
+    assert load_model_card(model).training_conditions == {}  # older cards have none
+    folder = make_model(tmp_path / 'trained', training_conditions=TRAINED)
+    assert load_model_card(folder).training_conditions == TRAINED
+    unfiltered = make_model(tmp_path / 'unfiltered',
+                            training_conditions={'command_filter': None})
+    assert load_model_card(unfiltered).training_conditions == {'command_filter': None}
+
+
+@pytest.mark.parametrize('conditions, message', [
+    ([1, 2], 'training_conditions must be a mapping'),
+    ({'command_filter': {'max_delta_per_tick': -0.1}}, 'positive max_delta_per_tick'),
+    ({'command_filter': {'max_delta': 0.1}}, 'positive max_delta_per_tick'),
+    ({'command_filter': 0.1}, 'positive max_delta_per_tick'),
+    ({'action_delay_ticks': [2, 1]}, 'action_delay_ticks'),
+    ({'action_delay_ticks': 1}, 'action_delay_ticks'),
+    ({'randomization': 'on'}, 'randomization must be a mapping'),
+])
+def test_malformed_training_conditions_are_refused_naming_the_field(model, conditions,
+                                                                     message):
+    _edit_card(model, lambda d: d.update(training_conditions=conditions))
+    with pytest.raises(ModelCardError, match=message):
+        load_model_card(model, verify_files=False)

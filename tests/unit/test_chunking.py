@@ -75,3 +75,18 @@ def test_bad_arguments_are_refused():
         ActionQueue(2, 'ensemble', -1.0)
     with pytest.raises(ValueError, match=r'\(H, 2\)'):
         ActionQueue(2).push(np.zeros((4, 3)), 0)
+
+
+def test_observation_clock_interval_is_the_slowest_inputs_median_capped_at_the_period():
+    from rldt_ros.chunking import ObservationClock
+    clock = ObservationClock(['state', 'front'], period_s=0.05)
+    assert clock.interval_s() == 0.05  # no estimate yet: assume the control rate
+    for i in range(10):
+        clock.arrived('state', i * 0.001)   # 1 kHz joint states
+        clock.arrived('front', i * 0.033)   # a 30 Hz camera
+    assert clock.interval_s() == pytest.approx(0.033)
+    assert clock.serves_early(0.016) and not clock.serves_early(0.017)
+    slow = ObservationClock(['state'], period_s=0.05)
+    for i in range(10):
+        slow.arrived('state', i * 0.1)      # slower than the control rate: capped
+    assert slow.interval_s() == 0.05

@@ -43,3 +43,10 @@ def test_stopped_after_a_fault_says_how_to_rearm():
 def test_flatten_names_nested_values_by_group():
     assert diagnostics.flatten({'mode': 'run', 'sampler_ms': {'p50': 0.2}}) == {
         'mode': 'run', 'sampler_ms.p50': '0.2'}
+
+
+def test_running_under_a_warning_is_warn_naming_it_but_errors_still_win():
+    level, message = diagnostics.health('run', True, None, [], [], warnings=['trained with 0.1'])
+    assert level == diagnostics.WARN and message == 'running; trained with 0.1'
+    assert diagnostics.health('stop', True, None, [], ['state'],
+                              warnings=['trained with 0.1'])[0] == diagnostics.ERROR

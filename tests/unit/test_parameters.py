@@ -10,6 +10,9 @@ import pytest
 from rldt_ros import cli
 from rldt_ros.parameters import check_value
 from rldt_ros.parameters import defaults
+from rldt_ros.parameters import LAUNCH_OVERRIDES
+from rldt_ros.parameters import launch_plan
+from rldt_ros.parameters import NodePlan
 from rldt_ros.parameters import node_parameters
 from rldt_ros.parameters import POLICY_PARAMETERS
 from rldt_ros.parameters import SIM_PARAMETERS
@@ -37,7 +40,7 @@ def test_sim_overlay_holds_only_differences():
     assert set(overlay) <= set(base)
     assert all(overlay[k] != base[k] for k in overlay), 'an overlay entry equals the default'
     assert overlay == {'enable_control': True, 'max_delta_per_tick': 1.0, 'auto_resume': True,
-                       'max_joint_velocity': 30.0}
+                       'max_joint_velocity': 30.0, 'episode_topic': 'sim_node/episode'}
     assert set(load_yaml(CONFIG / 'policy_sim.yaml')) == {'policy_node'}
 
 
@@ -61,13 +64,39 @@ def test_choice_parameters_are_checked(name, value, ok):
 def test_loop_plan_loads_the_sim_overlay_after_the_robot_defaults():
     plan = node_parameters('loop', CONFIG, model='/m')
     assert plan == {
-        'sim_node': [CONFIG / 'sim.yaml', {'publish_clock': True}],
-        'policy_node': [CONFIG / 'policy.yaml', CONFIG / 'policy_sim.yaml',
-                        {'model': '/m', 'use_sim_time': True}],
+        'sim_node': NodePlan([CONFIG / 'sim.yaml', {'publish_clock': True}]),
+        'policy_node': NodePlan([CONFIG / 'policy.yaml', CONFIG / 'policy_sim.yaml',
+                                 {'model': '/m', 'use_sim_time': True}]),
     }
     assert node_parameters('policy', CONFIG, model='/m') == {
-        'policy_node': [CONFIG / 'policy.yaml', {'model': '/m'}]}
-    assert node_parameters('sim', CONFIG) == {'sim_node': [CONFIG / 'sim.yaml']}
+        'policy_node': NodePlan([CONFIG / 'policy.yaml', {'model': '/m'}])}
+    assert node_parameters('sim', CONFIG) == {'sim_node': NodePlan([CONFIG / 'sim.yaml'])}
+
+
+@pytest.mark.parametrize('model, task', [('cube_push', 'cube_push'),
+                                         ('cube_push_vision', 'cube_push_vision')])
+def test_the_loop_simulates_the_task_named_in_the_model_card(model, task):
+    """`rldt-ros run loop --model models/cube_push_vision` must render the model's cameras: the
+    sim node gets the card's task (whose class declares them) after its parameter file."""
+    plan = node_parameters('loop', CONFIG, model=str(REPO / 'models' / model))
+    assert plan['sim_node'].parameters == [CONFIG / 'sim.yaml',
+                                           {'publish_clock': True, 'task': task}]
+
+
+def test_ros2_control_arguments_become_parameters_and_a_remapping():
+    """The launch argument set for a ros2_control robot: the controller (on both nodes of a
+    loop, which must agree on the topic), the message type, sim time, and joint_states from
+    the joint_state_broadcaster."""
+    overrides = {'controller': 'joint_trajectory_controller',
+                 'command_type': 'joint_trajectory', 'use_sim_time': True}
+    plan = node_parameters('policy', CONFIG, model='/m', overrides=overrides,
+                           joint_states_topic='/joint_states')
+    assert plan['policy_node'] == NodePlan(
+        [CONFIG / 'policy.yaml', {'model': '/m', **overrides}],
+        [('joint_states', '/joint_states')])
+    loop = node_parameters('loop', CONFIG, model='/m', overrides={'controller': 'arm'})
+    assert loop['sim_node'].parameters[-1] == {'publish_clock': True, 'controller': 'arm'}
+    assert loop['policy_node'].parameters[-1]['controller'] == 'arm'
 
 
 def _command_sources(cmd: list[str]) -> list:
@@ -88,9 +117,9 @@ def test_rldt_ros_run_starts_exactly_the_planned_parameters(what):
     plan = node_parameters(what, cli.config_dir(), model=str(Path('models/x').resolve()))
     commands = cli.node_commands(what, 'models/x', [])
     assert [c[2] for c in commands] == [f'rldt_ros.{node}' for node in plan]
-    for cmd, sources in zip(commands, plan.values()):
+    for cmd, node_plan in zip(commands, plan.values()):
         expected = []
-        for source in sources:
+        for source in node_plan.parameters:
             if isinstance(source, dict):
                 expected += [(k, str(v).lower() if isinstance(v, bool) else str(v))
                              for k, v in source.items()]
@@ -110,18 +139,47 @@ def _launch_calls(name: str) -> dict[str, list[ast.Call]]:
     return calls
 
 
-@pytest.mark.parametrize('name, what', [('policy.launch.py', None), ('sim.launch.py', 'sim')])
-def test_launch_files_use_the_same_plan_shut_down_on_exit_and_ros_arguments(name, what):
+@pytest.mark.parametrize('name, planner', [('policy.launch.py', 'launch_plan'),
+                                           ('sim.launch.py', 'node_parameters')])
+def test_launch_files_use_the_same_plan_shut_down_on_exit_and_ros_arguments(name, planner):
     calls = _launch_calls(name)
-    plan_calls = calls['node_parameters']
+    plan_calls = calls[planner]
     assert len(plan_calls) == 1
-    if what:
-        assert ast.literal_eval(plan_calls[0].args[0]) == what
+    if planner == 'node_parameters':
+        assert ast.literal_eval(plan_calls[0].args[0]) == 'sim'
     for node in calls['Node']:
         keywords = {k.arg: k.value for k in node.keywords}
         assert 'ros_arguments' in keywords and 'arguments' not in keywords
+        assert 'remappings' in keywords
         assert isinstance(keywords['on_exit'], ast.Call) and \
             keywords['on_exit'].func.id == 'Shutdown'
     assert 'OpaqueFunction' in calls
     source = (REPO / 'launch' / name).read_text()
     assert "'--ros-args'" not in source and 'SetParameter(' not in source
+
+
+def test_policy_launch_declares_every_argument_it_reads():
+    tree = ast.parse((REPO / 'launch' / 'policy.launch.py').read_text())
+    read = next(ast.literal_eval(n.value) for n in ast.walk(tree)
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'ARGUMENTS')
+    declared = [ast.literal_eval(c.args[0]) for c in _launch_calls('policy.launch.py')[
+        'DeclareLaunchArgument']]
+    assert sorted(declared) == sorted(read)
+    assert set(LAUNCH_OVERRIDES) <= set(read)
+
+
+def test_ros2_control_launch_arguments_plan_parameters_and_remapping():
+    """`policy.launch.py controller:=joint_trajectory_controller command_type:=joint_trajectory
+    joint_states_topic:=/joint_states use_sim_time:=true` (the ros2_control / Gazebo recipe),
+    with launch's strings; empty arguments leave the parameter files in charge."""
+    args = {'model': '/m', 'params_file': '', 'sim_params_file': '', 'use_sim': 'false',
+            'enable_control': '', 'providers': '', 'controller': 'joint_trajectory_controller',
+            'command_type': 'joint_trajectory', 'joint_states_topic': '/joint_states',
+            'use_sim_time': 'true', 'namespace': 'arm', 'log_level': 'info'}
+    assert launch_plan(args, CONFIG) == {'policy_node': NodePlan(
+        [CONFIG / 'policy.yaml', {'model': '/m', 'use_sim_time': True,
+                                  'controller': 'joint_trajectory_controller',
+                                  'command_type': 'joint_trajectory'}],
+        [('joint_states', '/joint_states')])}
+    bare = {k: '' for k in args} | {'model': '/m', 'use_sim': 'true'}
+    assert launch_plan(bare, CONFIG) == node_parameters('loop', CONFIG, model='/m')

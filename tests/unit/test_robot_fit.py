@@ -5,6 +5,7 @@ import pytest
 from rldt_ros.model_card import parse_model_card
 from rldt_ros.robot_fit import fit
 from rldt_ros.robot_fit import FitError
+from rldt_ros.robot_fit import training_mismatch
 
 CARD = {
     'format_version': 1, 'name': 'm', 'version': '1', 'task': 't',
@@ -48,3 +49,20 @@ def test_joint_order_and_limits_are_mapped_by_name():
 def test_mismatches_refuse_with_a_reason(robot, words):
     with pytest.raises(FitError, match=words):
         _fit(**robot)
+
+
+@pytest.mark.parametrize('conditions, node_delta, expected', [
+    (None, 0.1, None),  # the card does not say: nothing to compare
+    ({'command_filter': {'max_delta_per_tick': 0.1}}, 0.1, None),
+    ({'command_filter': {'max_delta_per_tick': 0.1}}, 1.0, 'differs from the 0.1'),
+    ({'command_filter': None}, 0.1, 'trained without a command filter'),
+    ({'action_delay_ticks': [0, 1]}, 0.1, None),
+])
+def test_training_mismatch_compares_the_command_filter(conditions, node_delta, expected):
+    card = parse_model_card({**CARD, **({'training_conditions': conditions}
+                                        if conditions is not None else {})}, '/m')
+    message = training_mismatch(card, node_delta)
+    if expected is None:
+        assert message is None
+    else:
+        assert expected in message and f'max_delta_per_tick {node_delta:g}' in message
