@@ -166,11 +166,11 @@ def _write_summary(out: Path, rows: dict, extra: dict) -> None:
                      f"| {other}: {format_eval(row['sim_modes'][other], 'success')} "
                      f"| {row['sim']['return_mean']:.2f} | {ros_cells[0]} | {ros_cells[1]} |")
     lines += ['', 'The ROS loop is the exported model in the policy node against the sim node '
-              'over DDS, both on the sim clock. The policy node samples inside its control tick '
-              '(inline_inference), so a chunk starts on the tick of its observation as in '
-              'training; timer phase and DDS delivery still add up to a tick now and then, and '
-              'the policies are sensitive to it (one tick of delay halves RLDT success in '
-              'simulation). Intervals: 95% (Wilson).',
+              'over DDS, both on the sim clock, in the mode the model card deploys. The policy '
+              'node samples a chunk when its observation arrives (event-driven), so a chunk '
+              'starts on the tick of its observation as in training; DDS delivery can still '
+              'add a tick now and then, and the policies are sensitive to it (see the '
+              'action_delay rows of the robustness table). Intervals: 95% (Wilson).',
               '', f"Expert demonstrations: success {extra['demo_success']:.0%} "
               f"(noise on joint targets), {extra['demo_episodes']} episodes.", '',
               f"Sampler on this CPU (1 thread): p50 {extra['latency']['sampler_p50_ms']:.2f} ms, "
