@@ -10,7 +10,8 @@ import argparse
 import sys
 import xml.etree.ElementTree as ET
 
-FAULT_FILES = ('test_faults', 'test_readings', 'test_restart', 'test_trajectory_stop',
+FAULT_FILES = ('test_faults', 'test_image_faults', 'test_readings', 'test_restart',
+               'test_trajectory_stop',
                'test_entry_points')
 
 
