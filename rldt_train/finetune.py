@@ -388,19 +388,22 @@ def _finish(config: TrainConfig, run_dir: Path, base_checkpoint: Path, learner: 
     """Held-out final evaluation of base and selected policy, deploy mode, files, summary."""
     cfg = config.finetune
     seed = config.seed + FINAL_SEED_OFFSET
-    selected = load_policy(run_dir / POLICY_FILE, map_location=device).to(device)
-    final = {'base': _evaluate(learner.base, config, cfg.final_eval_episodes, seed,
-                               has_success, device, progress),
-             'selected': _evaluate(selected, config, cfg.final_eval_episodes, seed,
-                                   has_success, device, progress)}
     best_iteration = run['best']['iteration']
+    final = {'base': _evaluate(learner.base, config, cfg.final_eval_episodes, seed,
+                               has_success, device, progress)}
+    if best_iteration == 0:
+        # The base itself: one evaluation, so the two rows cannot differ by sampling noise.
+        final['selected'] = final['base']
+    else:
+        selected = load_policy(run_dir / POLICY_FILE, map_location=device).to(device)
+        final['selected'] = _evaluate(selected, config, cfg.final_eval_episodes, seed,
+                                      has_success, device, progress)
     fallback = None
     if cfg.select_best and best_iteration > 0:
         fallback = held_out_fallback(final, best_iteration, metric_name)
     if fallback:
         print(f'finetune: {fallback}', flush=True)
-        selected = learner.base
-        save_policy(run_dir / POLICY_FILE, selected,
+        save_policy(run_dir / POLICY_FILE, learner.base,
                     extra={**_policy_notes(config, base_checkpoint, run, 'selected'),
                            'iteration': 0, 'held_out_fallback': fallback})
         final['selected'] = final['base']

@@ -108,6 +108,8 @@ def test_selection_never_returns_a_policy_worse_than_the_base(tmp_path, base):
                    for m in base_scores)
     # ... so the base is what the run hands back.
     assert evaluation['selected_iteration'] == 0 and not evaluation['improved_on_base']
+    # One held-out evaluation of the base, reported for both rows (not two noisy draws).
+    assert evaluation['selected'] == evaluation['base']
     selected = torch.load(tmp_path / POLICY_FILE, weights_only=True)['policy']
     base_weights = load_policy(base).state_dict()
     assert all(torch.equal(selected[k], base_weights[k]) for k in base_weights)
