@@ -81,7 +81,9 @@ def _hold_then_stop(probe, commands, fault_s: float, record_property) -> None:
     with probe.lock:
         before = [tuple(m.data) for t, m in commands if t <= fault_s]
         after = [(t - fault_s, tuple(m.data)) for t, m in commands if t > fault_s]
-    allowed = set(before[-3:])  # commands already on their way when the fault was sent
+    # Commands already on their way when the fault was sent, and those planned from good
+    # images still in flight then (up to two ticks after it); after that only their hold.
+    allowed = set(before[-3:]) | {data for t, data in after if t <= 2 * TICK_S}
     assert after and all(data in allowed for _, data in after), after[:3]
     last = after[-1][0]
     record_property('fault_to_last_command_s', round(last, 3))
