@@ -209,6 +209,8 @@ def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domai
         'late_slots': last['late_slots'] - stats0['late_slots'],
         'held': last['held'] - stats0['held'], 'stopped': last['stopped'] - stats0['stopped'],
         'skipped_actions': last['skipped_actions'] - stats0['skipped_actions'],
+        # Episode ends (successes) in the window: each skips the slots until the new first state.
+        'episodes': last['episodes'] - stats0['episodes'],
         'cpu_percent': cpu, 'provider': last['provider'],
     }
 
@@ -236,7 +238,7 @@ def main() -> None:
           f'p99 {alone["p99"]:.3f} ms; goal: obs->cmd p99 <= sampler p99 + 2 ms')
     header = (f'{"rate Hz":>7} {"trigger":>11} {"achieved":>8} {"gap p99 ms":>10} '
               f'{"sampler p50/p99 ms":>18} {"obs->cmd p50/p99 ms":>19} {"p99-sampler":>11} '
-              f'{"missed":>10} {"held":>4} {"stop":>4} {"CPU pol/sim %":>13}')
+              f'{"missed":>10} {"held":>4} {"stop":>4} {"ep":>3} {"CPU pol/sim %":>13}')
     print(header)
     print('-' * len(header))
     for r in rows:
@@ -246,7 +248,7 @@ def main() -> None:
               f'{r["sampler_ms"]["p50"]:8.3f}/{r["sampler_ms"]["p99"]:<9.3f} '
               f'{r["obs_to_cmd_ms"]["p50"]:8.2f}/{r["obs_to_cmd_ms"]["p99"]:<10.2f} '
               f'{over:+10.2f} {r["missed_ticks"]:4d} {r["missed_percent"]:4.1f}% '
-              f'{r["held"]:4d} {r["stopped"]:4d} '
+              f'{r["held"]:4d} {r["stopped"]:4d} {r["episodes"]:3d} '
               f'{r["cpu_percent"].get("policy_node", float("nan")):6.1f}/'
               f'{r["cpu_percent"].get("sim_node", float("nan")):<6.1f}')
     print(json.dumps({'bench': 'ros_latency', 'cpus': os.cpu_count(),

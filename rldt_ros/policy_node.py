@@ -360,13 +360,16 @@ class PolicyNode(Node):
         it (RUN), resend the last command (HOLD) or send nothing (STOP) as the watchdog says."""
         now_s = time.monotonic()
         now_ns = self.get_clock().now().nanoseconds
+        if not self.cache.arrived_since(self._fresh_after_s) and \
+                now_s - self._fresh_after_s < self.max_obs_age_s:
+            # An episode just ended; its successor's first observation is on its way. A slot
+            # skipped on purpose, not a missed tick: the next slot counts from this one.
+            self._last_slot_ns = now_ns
+            return
         if self._last_slot_ns is not None:
             late = (now_ns - self._last_slot_ns) * 1e-9 * self.rate_hz
             if late > 1.5:
                 self.counts['missed_ticks'] += round(late) - 1
-        if not self.cache.arrived_since(self._fresh_after_s) and \
-                now_s - self._fresh_after_s < self.max_obs_age_s:
-            return  # an episode just ended; its successor's first observation is on its way
         self._last_slot_ns = now_ns
         self._slot_s = self._since_s = now_s
         self._tick += 1

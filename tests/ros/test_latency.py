@@ -99,8 +99,11 @@ def test_inference_on_the_observation_follows_it_the_timer_waits_for_its_tick(
         assert abs(rate_hz - 20.0) < 1.0
     else:
         assert np.median(latency_s) < 0.012
-        # One command per slot, never two within half a period (a slot moved at most half
-        # an observation interval early, or waited for its observation).
-        assert np.diff(times).min() > 0.5 * TICK_S
+        # One command per slot, never an extra one (a slot moved at most half an observation
+        # interval early, or waited for its observation): any three commands span two slots.
+        # Not the single gap: the probe's receive times jitter under load, and a command
+        # delivered late shortens the next gap by as much as it lengthened its own (a gap of
+        # 7.5 ms after one of 85 ms, once on a loaded 2-core machine).
+        assert (times[2:] - times[:-2]).min() > 1.5 * TICK_S
         expected_hz = 19.0 if obs_hz < 20.0 else 20.0
         assert abs(rate_hz - expected_hz) < 1.0
