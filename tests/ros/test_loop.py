@@ -162,5 +162,6 @@ def test_lockstep_sim_waits_for_the_policy_instead_of_running_ahead(tmp_path, pr
     record_property('commands_per_step', round(n_commands / steps, 3))
     record_property('real_time_factor_achieved', round(steps / RATE_HZ / (t2 - t1), 1))
     # Every counted step followed a command; the uncounted ones (a new episode's first state,
-    # published before its first command) need none.
-    assert r2['steps'] == 30 and 30 <= n_commands <= steps, (n_commands, steps)
+    # published before its first command) need none. The probe counts by its own receive
+    # time, so under load one command can land on the other side of an episode message.
+    assert r2['steps'] == 30 and 29 <= n_commands <= steps + 1, (n_commands, steps)
