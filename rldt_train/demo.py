@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from rldt_train.config import load_config
-from rldt_train.config import save_config
+from rldt_train.demo_stages import StageTimer
+from rldt_train.demo_stages import evaluate_both
+from rldt_train.demo_stages import export_both
+from rldt_train.demo_stages import fresh_run
+from rldt_train.demo_stages import sampler_latency
+from rldt_train.demo_stages import stage
+from rldt_train.demo_stages import train
 from rldt_train.reporting import format_eval
 from rldt_train.reporting import wilson_interval
 
@@ -50,10 +56,6 @@ FULL = DemoSettings(overrides=['collect.episodes=400', 'pretrain.steps=10000',
                     robustness_episodes=100, robust=True)
 
 
-def _stage(number: int, title: str) -> None:
-    print(f'\n[{number}/7] {title}', flush=True)
-
-
 def _frame_strip(model_dirs: dict[str, Path], path: Path, seed: int = 7,
                  frames: int = 6) -> None:
     """One rollout per model from the same start, `frames` snapshots of the front camera."""
@@ -68,7 +70,8 @@ def _frame_strip(model_dirs: dict[str, Path], path: Path, seed: int = 7,
                                                                len(model_dirs)), squeeze=False)
     for row, (label, folder) in enumerate(model_dirs.items()):
         card = load_model_card(folder)
-        sampler = ChunkSampler(card, providers='cpu', seed=seed)
+        # In the mode it is deployed in, as the policy node runs it.
+        sampler = ChunkSampler(card, providers='cpu', seed=seed, deterministic=card.deterministic)
         task = make_task('cube_push')
         task.reset(seed=seed)
         images, outcome = [task.render('front', 120, 160)], 'timeout'
@@ -94,47 +97,6 @@ def _frame_strip(model_dirs: dict[str, Path], path: Path, seed: int = 7,
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches='tight')
     plt.close(fig)
-
-
-def _latency(model_dir: Path, runs: int, path: Path, ros_stats: dict) -> dict:
-    """Sampler latency on this CPU (1 thread, as the node runs it) + histogram PNG."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    from rldt_ros.model_card import load_model_card
-    from rldt_ros.sampler import ChunkSampler
-    card = load_model_card(model_dir)
-    sampler = ChunkSampler(card, providers='cpu', intra_op_threads=1)
-    sampler.warmup(20)
-    obs = {'state': np.zeros(card.state_dim)}
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        sampler.sample(obs)
-        times[i] = (time.perf_counter() - t0) * 1e3
-    out = {'sampler_p50_ms': float(np.percentile(times, 50)),
-           'sampler_p99_ms': float(np.percentile(times, 99))}
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    cut = 2.0 * out['sampler_p99_ms']  # a few scheduler hiccups must not squash the histogram
-    ax.hist(np.minimum(times, cut), bins=60, color='tab:blue', alpha=0.8)
-    ax.axvline(out['sampler_p50_ms'], color='k', ls='--', label=f"p50 {out['sampler_p50_ms']:.2f}"
-               ' ms')
-    ax.axvline(out['sampler_p99_ms'], color='r', ls='--', label=f"p99 {out['sampler_p99_ms']:.2f}"
-               ' ms')
-    in_node = ros_stats.get('sampler_ms', {})
-    title = (f'chunk sampler, {sampler.provider}, 1 thread: {runs} runs '
-             f'({int(np.sum(times > cut))} beyond {cut:.2f} ms drawn at the edge)')
-    if in_node.get('p50') is not None:
-        title += (f"\ninside the policy node during the ROS loop: p50 {in_node['p50']:.2f} ms, "
-                  f"p99 {in_node['p99']:.2f} ms")
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel('ms per chunk')
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return out
 
 
 def _ros_summary(result: dict) -> dict:
@@ -179,7 +141,8 @@ def _write_summary(out: Path, rows: dict, extra: dict) -> None:
               ', '.join(f'{k} {v:.0f} s' for k, v in extra['stage_s'].items()) + '.', '',
               '## Learning curve', '', '![learning curve](learning_curve.png)', '',
               '## Latency', '', '![latency](latency_hist.png)', '',
-              '## Rollouts (same start, BC above, RLDT below)', '', '![frames](frames.png)', '',
+              '## Rollouts (same start, BC above, RLDT below, each in its deployed mode)', '',
+              '![frames](frames.png)', '',
               'Models: `models/cube_push_bc/`, `models/cube_push_rldt/` (ONNX + model card). '
               'Full numbers: `results.json`.']
     (out / 'summary.md').write_text('\n'.join(lines) + '\n')
@@ -189,21 +152,15 @@ def _train_robust(config, work: Path, out: Path) -> dict[str, Path]:
     """collect -> BC -> RLDT under the robust recipe's env section; the exported models."""
     from rldt_train.data.collect import run_collect
     from rldt_train.envs.registry import use_conditions
-    from rldt_train.export import export_policy
     from rldt_train.finetune import run_finetune
     from rldt_train.pretrain import run_pretrain
     run_collect(config, work / 'demos_robust.hdf5')
     bc = run_pretrain(config, work / 'demos_robust.hdf5', work / 'pretrain_robust')
     with use_conditions(config.env):
         run_finetune(config, work / 'finetune_robust', Path(bc['policy']))
-    models = {'BC randomized': out / 'models' / 'cube_push_bc_randomized',
-              'RLDT randomized': out / 'models' / 'cube_push_rldt_randomized'}
-    export_policy(bc['policy'], models['BC randomized'], task='cube_push',
-                  name='cube_push_bc_randomized', provenance={'stage': 'bc randomized'})
-    export_policy(work / 'finetune_robust' / 'policy_finetuned.pt', models['RLDT randomized'],
-                  task='cube_push', name='cube_push_rldt_randomized',
-                  provenance={'stage': 'rldt randomized'})
-    return models
+    models, _ = export_both('cube_push', bc['policy'], work / 'finetune_robust', out,
+                            suffix='_randomized')
+    return {f'{label} randomized': folder for label, folder in models.items()}
 
 
 def _robustness(models: dict[str, Path], settings: DemoSettings, seed: int, out: Path) -> dict:
@@ -236,40 +193,15 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
              robust: bool = False) -> dict:
     """Run every stage; `settings` overrides the default/full sizes (tests use tiny ones);
     robust: also train and compare the robust recipe (as settings.robust)."""
-    from rldt_train.data.collect import run_collect
-    from rldt_ros.model_card import load_model_card
-    from rldt_train.evaluate import MODES
-    from rldt_train.evaluate import evaluate_modes
-    from rldt_train.evaluate import onnx_policy
-    from rldt_train.export import export_policy
-    from rldt_train.pretrain import run_pretrain
-    from rldt_train.finetune import run_finetune
-
     settings = settings or (FULL if full else DEFAULT)
     if robust:
         settings = replace(settings, robust=True)
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    work = out / 'work'
-    work.mkdir(parents=True)
-    config = load_config(CONFIG, settings.overrides)
-    save_config(config, out / 'config.yaml')
-    t_start = time.perf_counter()
-    stage_s: dict[str, float] = {}
-
-    def timed(name, fn, *args, **kwargs):
-        t0 = time.perf_counter()
-        value = fn(*args, **kwargs)
-        stage_s[name] = time.perf_counter() - t0
-        return value
-
-    _stage(1, 'collect demonstrations (scripted expert + noise)')
-    demos = timed('collect', run_collect, config, work / 'demos.hdf5')
-    _stage(2, 'pretrain the flow-matching policy (behaviour cloning)')
-    bc = timed('pretrain', run_pretrain, config, work / 'demos.hdf5', work / 'pretrain')
-    _stage(3, 'fine-tune with RLDT in vectorized MuJoCo')
-    ft = timed('finetune', run_finetune, config, work / 'finetune', Path(bc['policy']))
+    out, work, config = fresh_run(out_dir, CONFIG, settings.overrides)
+    timer = StageTimer()
+    demos, bc, ft = train(config, work, timer, (
+        'collect demonstrations (scripted expert + noise)',
+        'pretrain the flow-matching policy (behaviour cloning)',
+        'fine-tune with RLDT in vectorized MuJoCo'))
     if (work / 'finetune' / 'learning_curve.png').is_file():
         shutil.copy2(work / 'finetune' / 'learning_curve.png', out / 'learning_curve.png')
 
@@ -278,48 +210,32 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
         robust_config = load_config(ROBUST_CONFIG, settings.overrides)
         print(f'\n[3/7] and the same recipe trained for the robot: '
               f'{robust_config.env.describe()}', flush=True)
-        robust_models = timed('robust_recipe', _train_robust, robust_config, work, out)
+        robust_models = timer.run('robust_recipe', _train_robust, robust_config, work, out)
 
-    _stage(4, 'export both policies to ONNX (parity-checked)')
-    models = {'BC': out / 'models' / 'cube_push_bc', 'RLDT': out / 'models' / 'cube_push_rldt'}
-    t0 = time.perf_counter()
-    # Each model is deployed in the mode its run's held-out evaluation rated higher: BC's from
-    # the base evaluation of the fine-tuning run, RLDT's as that run chose it.
-    evaluation = json.loads((work / 'finetune' / 'evaluation.json').read_text())
-    bc_deploy = max(MODES, key=lambda m: evaluation['base'][m]['success_rate'])
-    export_policy(bc['policy'], models['BC'], task='cube_push', name='cube_push_bc',
-                  provenance={'stage': 'bc'}, deploy_mode=bc_deploy)
-    export_policy(work / 'finetune' / 'policy_finetuned.pt', models['RLDT'], task='cube_push',
-                  name='cube_push_rldt', provenance={'stage': 'rldt'})
-    stage_s['export'] = time.perf_counter() - t0
-
-    _stage(5, f'evaluate the exported models in simulation ({settings.eval_episodes} episodes '
-              'per sampling mode, same seeds)')
-    rows: dict[str, dict] = {}
-    t0 = time.perf_counter()
-    for label, folder in models.items():
-        modes = evaluate_modes(lambda det, f=folder: onnx_policy(str(f), deterministic=det,
-                                                               seed=config.seed),
-                               'cube_push', settings.eval_episodes, config.policy.horizon,
-                               seed=config.seed + 10_000, has_success=True, progress=True)
-        deploy = 'deterministic' if load_model_card(folder).deterministic else 'stochastic'
-        # 'sim' is the deployed mode: what the policy node runs by default.
-        rows[label] = {'sim': modes[deploy], 'deploy_mode': deploy, 'sim_modes': modes}
-    stage_s['evaluate'] = time.perf_counter() - t0
+    stage(4, 'export both policies to ONNX (parity-checked), each in its deployed mode')
+    models, deploy = timer.run('export', export_both, 'cube_push', bc['policy'],
+                               work / 'finetune', out)
+    stage(5, f'evaluate the exported models in simulation ({settings.eval_episodes} episodes '
+             'per sampling mode, same seeds)')
+    sim = timer.run('evaluate', evaluate_both, models, 'cube_push', settings.eval_episodes,
+                    config.policy.horizon, config.seed, progress=True)
+    # 'sim' is the deployed mode: what the policy node runs by default.
+    rows = {label: {'sim': sim[label][deploy[label]], 'deploy_mode': deploy[label],
+                    'sim_modes': sim[label]} for label in models}
     robustness = None
     if settings.robustness_episodes:
         print(f'\n[5/7] robustness: {settings.robustness_episodes} episodes per model and '
               "perturbation, on top of the robot's command filter", flush=True)
-        robustness = timed('robustness', _robustness, {**models, **robust_models}, settings,
+        robustness = timer.run('robustness', _robustness, {**models, **robust_models}, settings,
                            config.seed + 20_000, out)
 
     ros_stats: dict = {}
     if skip_ros:
-        _stage(6, 'ROS 2 loop: skipped (--skip-ros)')
+        stage(6, 'ROS 2 loop: skipped (--skip-ros)')
     else:
         from rldt_train.ros_loop import run_ros_loop
-        _stage(6, f'ROS 2 loop: sim node + policy node, {settings.ros_episodes} episodes per '
-                  f'model (sim time, {settings.ros_real_time_factor:g}x real time)')
+        stage(6, f'ROS 2 loop: sim node + policy node, {settings.ros_episodes} episodes per '
+                 f'model (sim time, {settings.ros_real_time_factor:g}x real time)')
         t0 = time.perf_counter()
         base_domain = 40 + os.getpid() % 100
         for i, (label, folder) in enumerate(models.items()):
@@ -334,14 +250,14 @@ def run_demo(full: bool = False, out_dir: str | Path = 'reports/demo',
             print(f"  {label} ({rows[label]['deploy_mode']}): "
                   f"{format_eval(rows[label]['ros'], 'success')} success in the loop", flush=True)
             ros_stats = result.get('stats', {})
-        stage_s['ros_loop'] = time.perf_counter() - t0
+        timer.seconds['ros_loop'] = time.perf_counter() - t0
 
-    _stage(7, 'report')
-    latency = _latency(models['RLDT'], settings.latency_runs, out / 'latency_hist.png',
-                       ros_stats)
+    stage(7, 'report')
+    latency = sampler_latency(models['RLDT'], settings.latency_runs, out / 'latency_hist.png',
+                              ros_stats.get('sampler_ms'))
     _frame_strip(models, out / 'frames.png')
     extra = {'demo_success': demos['success_rate'], 'demo_episodes': demos['episodes'],
-             'latency': latency, 'wall_s': time.perf_counter() - t_start, 'stage_s': stage_s}
+             'latency': latency, 'wall_s': timer.elapsed(), 'stage_s': timer.seconds}
     _write_summary(out, rows, extra)
     if robustness is not None:
         _append_robustness(out, robustness)

@@ -8,20 +8,23 @@ the policy commanded. It does not fit the default demo's ~10 minutes on 2 cores,
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
 import numpy as np
 
-from rldt_train.config import load_config
-from rldt_train.config import save_config
+from rldt_train.demo_stages import StageTimer
+from rldt_train.demo_stages import evaluate_both
+from rldt_train.demo_stages import export_both
+from rldt_train.demo_stages import fresh_run
+from rldt_train.demo_stages import sampler_latency
+from rldt_train.demo_stages import stage
+from rldt_train.demo_stages import train
+from rldt_train.reporting import MODES
 
 TASK = 'cube_push_vision'
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'train' / f'{TASK}.yaml'
-MODES = ('deterministic', 'stochastic')
-STAGES = 7
 
 
 @dataclass
@@ -40,10 +43,6 @@ class VisionDemoSettings:
 
 
 DEFAULT = VisionDemoSettings()
-
-
-def _stage(number: int, title: str) -> None:
-    print(f'\n[{number}/{STAGES}] {title}', flush=True)
 
 
 def camera_rollout(model_dir: Path, seed: int, deterministic: bool) -> dict:
@@ -131,46 +130,6 @@ def plot_camera_strip(rollouts: dict[str, dict], path: Path, frames: int = 6) ->
         ax.tick_params(labelsize=7)
     fig.savefig(path, dpi=90, bbox_inches='tight')
     plt.close(fig)
-
-
-def sampler_latency(model_dir: Path, runs: int, path: Path) -> dict:
-    """Chunk sampler latency of a camera model on this CPU (1 thread, as the node runs it),
-    fed uint8 images of the card's size; histogram PNG."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    from rldt_ros.model_card import load_model_card
-    from rldt_ros.sampler import ChunkSampler
-    card = load_model_card(model_dir)
-    sampler = ChunkSampler(card, providers='cpu', intra_op_threads=1)
-    sampler.warmup(20)
-    rng = np.random.default_rng(0)
-    obs = {'state': np.zeros(card.state_dim, np.float32),
-           **{c.name: rng.integers(0, 256, (c.height, c.width, 3), np.uint8)
-              for c in card.cameras}}
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        sampler.sample(obs)
-        times[i] = (time.perf_counter() - t0) * 1e3
-    out = {'sampler_p50_ms': float(np.percentile(times, 50)),
-           'sampler_p99_ms': float(np.percentile(times, 99)), 'runs': runs}
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    cut = 2.0 * out['sampler_p99_ms']
-    ax.hist(np.minimum(times, cut), bins=60, color='tab:blue', alpha=0.8)
-    for q, color in (('p50', 'k'), ('p99', 'r')):
-        value = out[f'sampler_{q}_ms']
-        ax.axvline(value, color=color, ls='--', label=f'{q} {value:.2f} ms')
-    cameras = ', '.join(f'{c.name} {c.width}x{c.height}' for c in card.cameras)
-    ax.set_title(f'vision chunk sampler ({cameras}), {sampler.provider}, 1 thread: {runs} runs',
-                 fontsize=8)
-    ax.set_xlabel('ms per chunk (encoders once + Euler steps)')
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return out
 
 
 def ros_stage(models: dict[str, Path], settings: VisionDemoSettings, work: Path) -> dict:
@@ -265,74 +224,34 @@ def _frames_per_s(run_dir: Path, cameras: int, horizon: int) -> float:
 def run_vision_demo(out_dir: str | Path = 'reports/demo_vision', skip_ros: bool = False,
                     settings: VisionDemoSettings | None = None) -> dict:
     """Run every stage; `settings` overrides the sizes (tests use tiny ones)."""
-    from rldt_train.data.collect import run_collect
-    from rldt_train.evaluate import evaluate_modes
-    from rldt_train.evaluate import onnx_policy
-    from rldt_train.export import export_policy
-    from rldt_train.finetune import run_finetune
-    from rldt_train.pretrain import run_pretrain
     from rldt_train.task_spec import task_spec
 
     settings = settings or DEFAULT
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    work = out / 'work'
-    work.mkdir(parents=True)
-    config = load_config(CONFIG, settings.overrides)
-    save_config(config, out / 'config.yaml')
-    t_start = time.perf_counter()
-    stage_s: dict[str, float] = {}
-
-    def timed(name, fn, *args, **kwargs):
-        t0 = time.perf_counter()
-        value = fn(*args, **kwargs)
-        stage_s[name] = time.perf_counter() - t0
-        return value
-
-    _stage(1, 'collect demonstrations with camera images (scripted expert + noise)')
-    demos = timed('collect', run_collect, config, work / 'demos.hdf5')
-    _stage(2, 'pretrain the camera policy (behaviour cloning on uint8 frames)')
-    bc = timed('pretrain', run_pretrain, config, work / 'demos.hdf5', work / 'pretrain')
-    _stage(3, 'fine-tune with RLDT (the critic reads the simulator state)')
-    ft = timed('finetune', run_finetune, config, work / 'finetune', Path(bc['policy']))
+    out, work, config = fresh_run(out_dir, CONFIG, settings.overrides)
+    timer = StageTimer()
+    demos, bc, ft = train(config, work, timer, (
+        'collect demonstrations with camera images (scripted expert + noise)',
+        'pretrain the camera policy (behaviour cloning on uint8 frames)',
+        'fine-tune with RLDT (the critic reads the simulator state)'))
     shutil.copy2(work / 'finetune' / 'learning_curve.png', out / 'learning_curve.png')
 
-    _stage(4, 'export both policies to ONNX (uint8 NHWC camera inputs, parity-checked)')
-    models = {'BC': out / 'models' / f'{TASK}_bc', 'RLDT': out / 'models' / f'{TASK}_rldt'}
-    t0 = time.perf_counter()
-    bc_mode = json.loads((work / 'finetune' / 'evaluation.json').read_text())
-    # The BC policy is deployed in the mode its own held-out evaluation rated higher.
-    base = bc_mode['base']
-    bc_deploy = max(MODES, key=lambda m: base[m]['success_rate'])
-    export_policy(bc['policy'], models['BC'], task=TASK, name=f'{TASK}_bc',
-                  provenance={'stage': 'bc'}, deploy_mode=bc_deploy)
-    export_policy(work / 'finetune' / 'policy_finetuned.pt', models['RLDT'], task=TASK,
-                  name=f'{TASK}_rldt', provenance={'stage': 'rldt'})
-    stage_s['export'] = time.perf_counter() - t0
-    deploy = {label: ('deterministic' if _card_deterministic(folder) else 'stochastic')
-              for label, folder in models.items()}
-
-    _stage(5, f'evaluate the exported models in simulation ({settings.eval_episodes} episodes '
-              'per mode, same seeds)')
-    t0 = time.perf_counter()
-    sim = {label: evaluate_modes(lambda det, f=folder: onnx_policy(str(f), deterministic=det,
-                                                                 seed=config.seed),
-                                 TASK, settings.eval_episodes, config.policy.horizon,
-                                 seed=config.seed + 10_000, has_success=True,
-                                 num_envs=min(settings.eval_episodes, 16))
-           for label, folder in models.items()}
-    stage_s['evaluate'] = time.perf_counter() - t0
+    stage(4, 'export both policies to ONNX (uint8 NHWC camera inputs, parity-checked), each '
+             'in its deployed mode')
+    models, deploy = timer.run('export', export_both, TASK, bc['policy'], work / 'finetune', out)
+    stage(5, f'evaluate the exported models in simulation ({settings.eval_episodes} episodes '
+             'per mode, same seeds)')
+    sim = timer.run('evaluate', evaluate_both, models, TASK, settings.eval_episodes,
+                    config.policy.horizon, config.seed)
 
     if skip_ros:
-        _stage(6, 'ROS 2 loop: skipped (--skip-ros)')
+        stage(6, 'ROS 2 loop: skipped (--skip-ros)')
         ros = {'not_run': 'skipped with --skip-ros'}
     else:
-        _stage(6, f'ROS 2 loop on camera topics: sim node + policy node, '
-                  f'{settings.ros_episodes} episodes per model')
-        ros = timed('ros_loop', ros_stage, models, settings, work)
+        stage(6, f'ROS 2 loop on camera topics: sim node + policy node, '
+                 f'{settings.ros_episodes} episodes per model')
+        ros = timer.run('ros_loop', ros_stage, models, settings, work)
 
-    _stage(7, 'report')
+    stage(7, 'report')
     latency = sampler_latency(models['RLDT'], settings.latency_runs, out / 'latency_hist.png')
     rollouts = {f'{label} ({deploy[label]})': camera_rollout(folder, seed=7,
                                                              deterministic=deploy[label] ==
@@ -343,7 +262,7 @@ def run_vision_demo(out_dir: str | Path = 'reports/demo_vision', skip_ros: bool 
              'eval_episodes': settings.eval_episodes, 'latency': latency,
              'frames_per_s': _frames_per_s(work / 'finetune', len(task_spec(TASK).cameras),
                                            config.policy.horizon),
-             'wall_s': time.perf_counter() - t_start, 'stage_s': stage_s}
+             'wall_s': timer.elapsed(), 'stage_s': timer.seconds}
     write_summary(out, sim, ros, deploy, extra)
     results = {'sim': sim, 'ros': ros, 'deploy': deploy, 'finetune': ft, 'pretrain': bc,
                'collect': demos, **extra}
@@ -357,6 +276,3 @@ def run_vision_demo(out_dir: str | Path = 'reports/demo_vision', skip_ros: bool 
     return summary
 
 
-def _card_deterministic(folder: Path) -> bool:
-    from rldt_ros.model_card import load_model_card
-    return load_model_card(folder).deterministic
