@@ -52,7 +52,7 @@ class DemoSettings:
 DEFAULT = DemoSettings()
 FULL = DemoSettings(overrides=['collect.episodes=400', 'pretrain.steps=10000',
                                'finetune.iterations=60'],
-                    eval_episodes=200, ros_episodes=40, latency_runs=2000,
+                    eval_episodes=200, ros_episodes=50, latency_runs=2000,
                     robustness_episodes=100, robust=True)
 
 

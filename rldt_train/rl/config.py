@@ -62,6 +62,11 @@ class FinetuneConfig:
     """Also train the chain from x_0 = 0 (the deterministic sampling mode) as one more query
     per state: same field, consistency and constraint. Not in the authors' code, where nothing
     trains that path and the deterministic mode drifts (docs/architecture.md 6)."""
+    deterministic_envs: float = 0.0
+    """Share of the collecting envs that act from x_0 = 0 (plus the usual exploration noise)
+    instead of x_0 ~ N(0, I). Training the deterministic chain on a critic that never saw its
+    actions lets it walk off the data (docs/architecture.md 6); these envs show the critic
+    what the deterministic mode does. 0 = the authors' collection."""
 
     # --- losses ---------------------------------------------------------------------------
     consistency_weight: float = 0.5
@@ -217,6 +222,9 @@ class FinetuneConfig:
         for name in ('gamma', 'td_lambda'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'finetune.{name} must be in [0, 1], got {getattr(self, name)}')
+        if not 0.0 <= self.deterministic_envs <= 1.0:
+            raise ValueError(f'finetune.deterministic_envs must be in [0, 1], '
+                             f'got {self.deterministic_envs}')
         if not 0.0 <= self.selection_floor <= 1.0:
             raise ValueError(f'finetune.selection_floor must be in [0, 1], '
                              f'got {self.selection_floor}')

@@ -100,9 +100,10 @@ class RLDTLearner:
         the flow space (what the critic scores), exploration noise scale (B,)).
         """
         policy, state = self.policy, state_of(obs)
-        chain = policy.chain(policy.encode(obs),
-                             policy.initial_noise(state.shape[0], device=state.device),
-                             self.cfg.flow_steps)
+        x0 = policy.initial_noise(state.shape[0], device=state.device)
+        # The first envs act in the deterministic mode (x_0 = 0), so the critic sees its actions.
+        x0[:round(self.cfg.deterministic_envs * state.shape[0])] = 0.0
+        chain = policy.chain(policy.encode(obs), x0, self.cfg.flow_steps)
         if exploring and self.cfg.explore:
             a_n, scale = explore(chain)
         else:

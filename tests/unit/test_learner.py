@@ -165,6 +165,20 @@ def test_act_clips_to_the_box_and_returns_the_executed_chunk_in_the_flow_space()
     assert torch.equal(none, torch.zeros(8))
 
 
+def test_deterministic_envs_act_from_x0_zero_and_the_rest_sample():
+    learner = make_learner(deterministic_envs=0.5, flow_steps=4)
+    obs = {'state': 3.0 + 2.0 * torch.randn(8, OBS_DIM)}
+    _, chunk_flow, _ = learner.act(obs, exploring=False)
+    box = learner.action_box
+    det = torch.clamp(learner.policy.sample(obs, steps=4, deterministic=True), *box)
+    det_flow = learner.policy.normalize_actions(det, obs['state'])
+    assert torch.allclose(chunk_flow[:4], det_flow[:4], atol=1e-5)
+    # The other half sampled from x_0 ~ N(0, I): not the deterministic chunk.
+    assert not torch.allclose(chunk_flow[4:], det_flow[4:], atol=1e-3)
+    with pytest.raises(ValueError, match='deterministic_envs'):
+        make_learner(deterministic_envs=1.5)
+
+
 def test_drift_is_zero_before_training_and_reports_both_modes():
     learner = make_learner()
     drift = learner.drift({'state': torch.randn(5, OBS_DIM)})
