@@ -219,12 +219,9 @@ class FinetuneConfig:
         for name in ('polyak', 'reward_scale_decay'):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f'finetune.{name} must be in [0, 1), got {getattr(self, name)}')
-        for name in ('gamma', 'td_lambda'):
+        for name in ('gamma', 'td_lambda', 'deterministic_envs'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f'finetune.{name} must be in [0, 1], got {getattr(self, name)}')
-        if not 0.0 <= self.deterministic_envs <= 1.0:
-            raise ValueError(f'finetune.deterministic_envs must be in [0, 1], '
-                             f'got {self.deterministic_envs}')
         if not 0.0 <= self.selection_floor <= 1.0:
             raise ValueError(f'finetune.selection_floor must be in [0, 1], '
                              f'got {self.selection_floor}')
