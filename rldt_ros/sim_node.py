@@ -148,6 +148,7 @@ class SimNode(Node):
         self.target = self.world.joint_positions()[self._act_index]
         self.trajectory: Trajectory | None = None
         self.steps = 0
+        self.steps_without_command = 0
         self.episode_return = 0.0
         self.commanded = not self.wait_for_command
         # Commands sent before this episode's first state went out were planned for the old
@@ -205,6 +206,9 @@ class SimNode(Node):
                 self.target = self.trajectory.at(elapsed_s)
             self.world.step(self.target)
             self.steps += 1
+            # The policy had not answered the last state: this step ran on an older command
+            # (the sim ran ahead of the policy, or lockstep gave up waiting).
+            self.steps_without_command += not self._answered
             self.episode_return += self.world.reward()
         # Sim time runs while waiting too: a policy on use_sim_time needs it to tick at all.
         self.sim_time_ns += round(self.period_s * 1e9)
@@ -215,6 +219,7 @@ class SimNode(Node):
 
     def _end_episode(self) -> None:
         result = {'episode': self.episode, 'seed': self.seed + self.episode, 'steps': self.steps,
+                  'steps_without_command': self.steps_without_command,
                   'return': self.episode_return, 'success': self.world.success(),
                   'sim_time_s': self.sim_time_ns * 1e-9}
         perturbation = getattr(self.world, 'perturbation', None)

@@ -142,26 +142,29 @@ def test_a_new_episode_starts_from_a_chunk_planned_in_it(tmp_path, probe, procs)
         np.testing.assert_allclose(command.data, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize('lockstep', [True, False])
 def test_lockstep_sim_waits_for_the_policy_instead_of_running_ahead(tmp_path, probe, procs,
-                                                                   record_property):
+                                                                   record_property, lockstep):
     """real_time_factor 50 asks for a step every millisecond, far faster than the policy
     answers here; with lockstep the sim steps once per command, so every step of an episode
-    is driven by a command planned from the state before it."""
+    is driven by a command planned from the state before it. Without it the sim runs ahead
+    and says so: its episode report counts the steps that ran on an older command (the
+    contrast shows the count can fail). The count is the sim's own: a probe's receive times
+    are not (under load its callbacks run late and in bursts)."""
     folder = make_model(tmp_path / 'model', rate_hz=RATE_HZ)
     episodes = probe.record(String, '/sim_node/episode')
     commands = probe.record(Float64MultiArray, '/forward_position_controller/commands')
-    procs.start('run', 'loop', '--model', str(folder), '--', '-p', 'lockstep:=true',
-                '-p', 'real_time_factor:=50.0', '-p', 'max_episode_steps:=30')
+    procs.start('run', 'loop', '--model', str(folder), '--',
+                '-p', f'lockstep:={str(lockstep).lower()}', '-p', 'real_time_factor:=50.0',
+                '-p', 'max_episode_steps:=30')
     probe.wait_for(lambda: commands and sum(t > commands[0][0] for t, _ in episodes) >= 3, 60,
                    'three episodes while commands are recorded')
     with probe.lock:
-        ends = [(t, json.loads(m.data)) for t, m in episodes if t > commands[0][0]]
-        (t1, r1), (t2, r2) = ends[1], ends[2]
-        n_commands = sum(1 for t, _ in commands if t1 < t <= t2)
-    steps = round((r2['sim_time_s'] - r1['sim_time_s']) * RATE_HZ)
-    record_property('commands_per_step', round(n_commands / steps, 3))
-    record_property('real_time_factor_achieved', round(steps / RATE_HZ / (t2 - t1), 1))
-    # Every counted step followed a command; the uncounted ones (a new episode's first state,
-    # published before its first command) need none. The probe counts by its own receive
-    # time, so under load one command can land on the other side of an episode message.
-    assert r2['steps'] == 30 and 29 <= n_commands <= steps + 1, (n_commands, steps)
+        results = [json.loads(m.data) for t, m in episodes if t > commands[0][0]][:3]
+    record_property('steps_without_command', [r['steps_without_command'] for r in results])
+    assert all(r['steps'] == 30 for r in results), results
+    late = sum(r['steps_without_command'] for r in results)
+    if lockstep:
+        assert late == 0, results
+    else:
+        assert late >= 1, results  # 12-53 of 90 ran ahead here
