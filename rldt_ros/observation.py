@@ -4,6 +4,7 @@ The node hands plain fields (names, positions, encoding, bytes) to these functio
 joint mapping and staleness are tested by pytest alone. Every failure raises `ObservationError`
 with a message naming the joint, encoding or size at fault: the node shows it on /diagnostics.
 """
+import json
 import threading
 import time
 
@@ -173,13 +174,16 @@ class LatestCache:
         self._values: dict[str, object] = {}
         self._received: dict[str, float] = {}
         self._arrived: dict[str, float] = {}
+        self._stamps: dict[str, int] = {}
 
-    def put(self, key: str, value, age_s: float = 0.0) -> None:
+    def put(self, key: str, value, age_s: float = 0.0, stamp_ns: int = 0) -> None:
+        """stamp_ns: the message's header stamp (0: unstamped), on its source's clock."""
         with self._lock:
             now = self._clock()
             self._values[key] = value
             self._received[key] = now - max(0.0, age_s)
             self._arrived[key] = now
+            self._stamps[key] = stamp_ns
 
     def ages_s(self) -> dict[str, float]:
         """Seconds since each key was last received (inf if never)."""
@@ -194,6 +198,14 @@ class LatestCache:
         with self._lock:
             return all(self._arrived.get(k, -np.inf) > since_s for k in self.keys)
 
+    def first_arrival_stamped_after(self, stamp_ns: int) -> float | None:
+        """If every key holds a value whose header stamp is after `stamp_ns` (the source's
+        clock), the earliest of their arrival times (this clock); else None."""
+        with self._lock:
+            if not all(self._stamps.get(k, 0) > stamp_ns for k in self.keys):
+                return None
+            return min(self._arrived[k] for k in self.keys)
+
     def snapshot(self, max_age_s: float) -> dict | None:
         """All values if every key is fresher than max_age_s, else None (never a partial set)."""
         now = self._clock()
@@ -204,6 +216,19 @@ class LatestCache:
 
 
 STALENESS_CLOCKS = ('receive', 'stamp')
+
+
+def episode_end_stamp_ns(report: str) -> int | None:
+    """The header stamp of an episode's last observation, from a simulator's JSON episode
+    report ('end_stamp_ns'), or None where the report has none (another simulator) or is not
+    JSON: the caller then falls back to receive time."""
+    try:
+        value = json.loads(report).get('end_stamp_ns')
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
 
 
 def stamp_age_s(stamp_ns: int, now_ns: int, tolerance_s: float) -> float:

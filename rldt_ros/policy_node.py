@@ -45,6 +45,7 @@ from rldt_ros.chunking import ObservationClock
 from rldt_ros.model_card import load_model_card
 from rldt_ros.observation import check_image_size
 from rldt_ros.observation import decode_image
+from rldt_ros.observation import episode_end_stamp_ns
 from rldt_ros.observation import JointStateMapper
 from rldt_ros.observation import LatestCache
 from rldt_ros.observation import ObservationError
@@ -271,7 +272,8 @@ class PolicyNode(Node):
             return
         self._problems.pop('joint_states', None)
         self._measured = measured
-        self.cache.put('state', (state, measured, info['source_timestamp']), age_s)
+        self.cache.put('state', (state, measured, info['source_timestamp']), age_s,
+                       _stamp_ns(msg.header.stamp))
         self._on_observation('state')
 
     def _image_callback(self, camera):
@@ -297,7 +299,8 @@ class PolicyNode(Node):
         if msg.encoding != 'rgb8' or (msg.height, msg.width) != (camera.height, camera.width):
             self.counts['converted_images'] += 1
         self._problems.pop(camera.name, None)
-        self.cache.put(camera.name, (image, info['source_timestamp']), age_s)
+        self.cache.put(camera.name, (image, info['source_timestamp']), age_s,
+                       _stamp_ns(msg.header.stamp))
         self.image_ms.add((time.perf_counter() - start) * 1e3)
         self._on_observation(camera.name)
 
@@ -328,11 +331,24 @@ class PolicyNode(Node):
     def _on_episode_end(self, msg: String) -> None:
         """The simulator reset its world: what is queued was planned for the old one, and
         training never carries a chunk across a reset (the shipped vision model: 96% offline,
-        60% when up to 3 actions of the old chunk run on in the new episode)."""
+        60% when up to 3 actions of the old chunk run on in the new episode).
+
+        The new episode starts with the first observation stamped after the report's
+        'end_stamp_ns'. Topics are not ordered against each other, so that observation can be
+        handled before this message (a loaded node handles a batch of ready messages in
+        subscription order); it must count as fresh, or a lockstep simulator, which waits for
+        the answer to it, would stall. Without the stamp, what arrives after this message is
+        the new episode's."""
         self.queue.clear()
         self.filter.restart()
         self._generation += 1
-        self._fresh_after_s = self._since_s = time.monotonic()
+        boundary_s = time.monotonic()
+        end_ns = episode_end_stamp_ns(msg.data)
+        if end_ns is not None:
+            arrival_s = self.cache.first_arrival_stamped_after(end_ns)
+            if arrival_s is not None:
+                boundary_s = min(boundary_s, arrival_s - 1e-6)
+        self._fresh_after_s = self._since_s = boundary_s
         self.counts['episodes'] += 1
 
     # ---- control loop ---------------------------------------------------------------------

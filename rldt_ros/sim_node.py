@@ -113,6 +113,7 @@ class SimNode(Node):
         self.lockstep = p['lockstep']
         self.lockstep_timeout_s = p['lockstep_timeout_s']
         self._published_s = 0.0
+        self._last_stamp_ns = 0
         names = self.world.observed_joints
         self._act_index = np.array([names.index(j) for j in self.world.actuated_joints])
         self.sim_time_ns = 0
@@ -221,7 +222,10 @@ class SimNode(Node):
         result = {'episode': self.episode, 'seed': self.seed + self.episode, 'steps': self.steps,
                   'steps_without_command': self.steps_without_command,
                   'return': self.episode_return, 'success': self.world.success(),
-                  'sim_time_s': self.sim_time_ns * 1e-9}
+                  'sim_time_s': self.sim_time_ns * 1e-9,
+                  # The stamp of this episode's last observation: a policy node tells the next
+                  # episode's observations by stamp, whatever order the topics arrive in.
+                  'end_stamp_ns': self._last_stamp_ns}
         perturbation = getattr(self.world, 'perturbation', None)
         if perturbation:  # what this episode's randomization drew (logged with its result)
             result['perturbation'] = perturbation
@@ -243,6 +247,7 @@ class SimNode(Node):
         and clock last, so a policy that acts on joint_states or ticks on /clock has the
         step's images already (they are the observation of the same tick)."""
         stamp = self._stamp()
+        self._last_stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
         height, width = self.image_size
         if self._observed_images:  # with the task's pixel noise, when it randomizes
             images = self.world.images()

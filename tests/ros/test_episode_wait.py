@@ -1,6 +1,7 @@
 """At an episode end the policy node skips its slots until the new episode's first observation
 arrives (a reset must not be driven by a chunk planned in the old episode). Those slots are
 skipped on purpose: counting them as missed ticks would read as an overloaded node."""
+import json
 import time
 
 import numpy as np
@@ -8,7 +9,9 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_msgs.msg import String
 
+from conftest import CUBE_HIGH
 from conftest import CUBE_JOINTS
+from conftest import CUBE_LOW
 from conftest import make_model
 
 COMMANDS = '/forward_position_controller/commands'
@@ -51,3 +54,48 @@ def test_slots_waiting_for_a_new_episode_are_not_missed_ticks(tmp_path, probe, p
     assert gaps.max() < 0.5, gaps.max()
     # The old count added the wait's slots again at every slot of it (~9 per reset here).
     assert after['missed_ticks'] - before['missed_ticks'] <= 3, (before, after)
+
+
+def test_a_first_state_that_overtakes_the_episode_report_is_answered(tmp_path, probe, procs):
+    """A lockstep simulator publishes its new episode's first state and waits for the answer
+    to it. Topics are not ordered against each other, so that state can reach the policy node
+    before the episode report does; the report's end_stamp_ns (the stamp of the old episode's
+    last observation) tells the node that the state it already holds is the new episode's.
+    Here the probe plays the simulator and sends the report 50 ms after that state, so the
+    state is always handled first: a node that judged freshness by arrival after the report
+    would wait for a state that never comes (nothing after the report), then stop."""
+    bias = 0.05
+    model = make_model(tmp_path / 'model', rate_hz=20.0, bias=bias)
+    commands = probe.record(Float64MultiArray, COMMANDS)
+    state_pub = probe.node.create_publisher(JointState, '/joint_states', 10)
+    episode_pub = probe.node.create_publisher(String, EPISODES, 10)
+    last_stamp = [None]
+
+    def state(arm: list[float]) -> JointState:
+        msg = JointState(name=list(CUBE_JOINTS), position=arm + [0.0] * 3,
+                         velocity=[0.0] * len(CUBE_JOINTS))
+        msg.header.stamp = probe.node.get_clock().now().to_msg()
+        last_stamp[0] = msg.header.stamp
+        return msg
+    old_arm, new_arm = [0.0, 0.0, 0.0, 0.0], [0.3, -0.3, 0.2, 0.0]
+    timer = probe.publish_at(JointState, '/joint_states', 20.0, lambda: state(old_arm))
+    procs.start('run', 'policy', '--model', str(model), '--', '-p', 'enable_control:=true',
+                '-p', 'max_delta_per_tick:=1.0', '-p', f'episode_topic:={EPISODES}',
+                # the node must answer the first state however late the report lets it
+                '-p', 'max_obs_age_s:=2.0')
+    probe.wait_for(lambda: len(commands) >= 10, 30, 'commands in the old episode')
+    timer.cancel()
+    time.sleep(0.1)
+    end = last_stamp[0]
+    state_pub.publish(state(new_arm))
+    time.sleep(0.05)
+    episode_pub.publish(String(data=json.dumps(
+        {'end_stamp_ns': end.sec * 1_000_000_000 + end.nanosec})))
+    reported = time.monotonic()
+    time.sleep(1.0)
+    expected = np.clip(np.array(new_arm) + bias, CUBE_LOW, CUBE_HIGH)
+    with probe.lock:
+        # From 0.3 s after the report: no command sent before it is still on its way.
+        answers = [m.data for t, m in commands if t > reported + 0.3
+                   and np.allclose(m.data, expected, atol=1e-6)]
+    assert answers, 'no command planned from the new episode first state after the report'

@@ -6,6 +6,7 @@ from rldt_ros.observation import JointStateMapper
 from rldt_ros.observation import LatestCache
 from rldt_ros.observation import ObservationError
 from rldt_ros.observation import decode_image
+from rldt_ros.observation import episode_end_stamp_ns
 from rldt_ros.observation import to_model_rgb
 
 
@@ -106,3 +107,24 @@ def test_cache_snapshot_is_all_fresh_or_nothing():
     assert cache.snapshot(0.1) is None
     ages = cache.ages_s()
     assert ages['state'] == pytest.approx(0.12) and ages['front'] == pytest.approx(0.07)
+
+
+def test_first_arrival_stamped_after_needs_every_part_newer_than_the_stamp():
+    now = [1.0]
+    cache = LatestCache(['state', 'front'], clock=lambda: now[0])
+    cache.put('state', 1, stamp_ns=100)
+    now[0] = 1.5
+    cache.put('front', 2, stamp_ns=200)
+    assert cache.first_arrival_stamped_after(99) == 1.0  # both newer: the earliest arrival
+    assert cache.first_arrival_stamped_after(100) is None  # the state is not newer
+    now[0] = 2.0
+    cache.put('state', 3)  # unstamped: never counts as after a stamp
+    assert cache.first_arrival_stamped_after(0) is None
+
+
+@pytest.mark.parametrize('report, expected', [
+    ('{"end_stamp_ns": 1234}', 1234), ('{}', None), ('{"end_stamp_ns": -5}', None),
+    ('{"end_stamp_ns": 1.5}', None), ('{"end_stamp_ns": true}', None), ('[1]', None),
+    ('not json', None), ('', None), ('[' * 100000, None)])
+def test_episode_end_stamp_is_read_from_the_report_or_none(report, expected):
+    assert episode_end_stamp_ns(report) == expected
