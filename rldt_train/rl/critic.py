@@ -113,7 +113,15 @@ def action_gradient(q_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tenso
     space) to Q (E, B). Summing Q over the batch before differentiating gives each sample its
     own gradient, because sample b's Q depends only on a[b].
     """
+    return value_and_action_gradient(q_fn, a)[1]
+
+
+def value_and_action_gradient(q_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q (E, B), grad_a of the ensemble-mean Q (B, H, A)) at a, both detached: the value
+    comes from the same forward pass, so a caller that logs Q needs no second one."""
     with torch.enable_grad():
         a = a.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(q_fn(a).mean(0).sum(), a)
-    return grad.detach()
+        q = q_fn(a)
+        (grad,) = torch.autograd.grad(q.mean(0).sum(), a)
+    return q.detach(), grad.detach()

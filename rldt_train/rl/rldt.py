@@ -22,6 +22,7 @@ from rldt_train.rl.config import FinetuneConfig
 from rldt_train.rl.critic import QEnsemble
 from rldt_train.rl.critic import action_gradient
 from rldt_train.rl.critic import flow_space_bounds
+from rldt_train.rl.critic import value_and_action_gradient
 
 # A bandwidth of exactly 0 (all particles on the query) would give 0/0 in the kernel; with this
 # floor the kernel is 1 and the repulsion (x - a_j) / h is 0, which is the right limit.
@@ -154,7 +155,9 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     stats: dict[str, torch.Tensor] = {}
     particles = slice(0, batch * p)
     if config.transport == 'rbf':
-        grad_q = action_gradient(lambda a: q_fn(a, particles), a_n[particles])
+        q_particles, grad_q = value_and_action_gradient(lambda a: q_fn(a, particles),
+                                                        a_n[particles])
+        stats['q_particles'] = q_particles.mean()
         queries = a_dag[particles].reshape(batch, p, *shape)
         if det:
             queries = torch.cat([queries, a_dag[batch * p:].reshape(batch, 1, *shape)], 1)
@@ -200,7 +203,8 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
     loss = (loss_rl + config.consistency_weight * loss_cons
             + config.constraint_weight * loss_fd)
     with torch.no_grad():
-        stats['q_particles'] = q_fn(a_n[particles], particles).mean()
+        if 'q_particles' not in stats:
+            stats['q_particles'] = q_fn(a_n[particles], particles).mean()
         if det:
             stats['q_deterministic'] = q_fn(a_n[batch * p:], slice(batch * p, None)).mean()
     return {'loss': loss, 'rl': loss_rl, 'cons': loss_cons, 'fd': loss_fd, 'v': v, 'k': k,

@@ -132,3 +132,20 @@ def test_relative_actions_add_current_joint_positions(tmp_path):
                           policy.sample(obs, deterministic=True))
     with pytest.raises(ValueError, match='action_reference_index'):
         PolicyConfig(obs_dim=4, action_dim=2, action_reference_index=[0, 9])
+
+
+def test_fast_mish_matches_torch_mish_in_value_and_gradient():
+    """The velocity MLP's Mish (one sigmoid) must be torch's Mish: a checkpoint trained with
+    either runs the same, and the exported ONNX graph (which uses torch's) matches training."""
+    from rldt_train.policy.networks import Mish
+    x = torch.cat([torch.linspace(-120.0, 120.0, 20001), torch.randn(5000) * 3])
+    x_fast, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    weights = torch.randn_like(x)
+    y_fast, y_ref = Mish()(x_fast), torch.nn.functional.mish(x_ref)
+    (y_fast * weights).sum().backward()
+    (y_ref * weights).sum().backward()
+    assert torch.allclose(y_fast, y_ref, atol=2e-6, rtol=1e-5)
+    assert torch.allclose(x_fast.grad, x_ref.grad, atol=2e-6, rtol=1e-5)
+    assert torch.isfinite(x_fast.grad).all()
+    x64 = torch.randn(30, dtype=torch.float64, requires_grad=True) * 4
+    assert torch.autograd.gradcheck(Mish(), (x64.detach().requires_grad_(True),))
