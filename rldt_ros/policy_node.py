@@ -427,11 +427,19 @@ class PolicyNode(Node):
         obs = {k: v[0] for k, v in snapshot.items() if k != 'state'}
         obs['state'], _, sent_ns = snapshot['state']
         sent_ns = min([sent_ns] + [v[1] for k, v in snapshot.items() if k != 'state'])
-        self._future = self.worker.submit(self._sample, obs, sent_ns, self._generation)
-        self._future_tick = self._tick if self.inline_inference else self._tick + 1
-        if self.inline_inference:
-            self._future.result()
-            self._collect_chunk()
+        if not self.inline_inference:
+            self._future = self.worker.submit(self._sample, obs, sent_ns, self._generation)
+            self._future_tick = self._tick + 1
+            return
+        # Inline: sampled on this (executor) thread. A hand-off to the worker and back would
+        # add two thread wake-ups to every chunk's latency, on cores the simulator shares.
+        self._future = concurrent.futures.Future()
+        try:
+            self._future.set_result(self._sample(obs, sent_ns, self._generation))
+        except Exception as exc:  # noqa: BLE001 - raised where the worker's would be, below
+            self._future.set_exception(exc)
+        self._future_tick = self._tick
+        self._collect_chunk()
 
     def _sample(self, obs: dict, sent_ns: int, generation: int):
         start = time.perf_counter()
