@@ -3,9 +3,12 @@
     bash scripts/loopback.sh .venv/bin/python bench/ros_latency.py [--model models/NAME]
 
 In the same run: the sampler alone in this process (the baseline: what inference costs
-without ROS), then per rate and inference trigger (`observation`: sampled when the
-observation arrives; `timer`: on the next control tick, the baseline of the ratios) the full
-loop through `rldt-ros run loop` on wall-clock time for --seconds: sampler time inside the
+without ROS), DDS alone per rate (a JointState of the task's size from another process to a
+subscription here, the node's QoS: what delivery plus an rclpy callback cost before any node
+work, the floor under obs->cmd on this machine), then per rate and inference trigger
+(`observation`: sampled when the observation arrives; `timer`: on the next control tick,
+the baseline of the ratios) the full loop through `rldt-ros run loop` on wall-clock time for
+--seconds: sampler time inside the
 node, observation-to-command latency (DDS source timestamp of the observation's oldest part ->
 command publish, so DDS is included), achieved command rate, missed ticks, hold/stop ticks and
 CPU per node process. The sim node publishes the observation at the control rate on its own
@@ -119,6 +122,68 @@ def sampler_alone(folder: Path, providers: str, runs: int = 2000) -> dict:
     return {'p50': float(p50), 'p99': float(p99), 'provider': sampler.provider}
 
 
+DDS_PUBLISHER = r"""
+import sys, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+rclpy.init(domain_id=int(sys.argv[1]))
+node = rclpy.create_node('bench_dds_publisher')
+pub = node.create_publisher(JointState, 'bench_joint_states',
+                            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+joints = int(sys.argv[3])
+def tick():
+    msg = JointState(name=[f'joint_{i}' for i in range(joints)], position=[0.1] * joints,
+                     velocity=[0.0] * joints)
+    msg.header.stamp = node.get_clock().now().to_msg()
+    pub.publish(msg)
+node.create_timer(1.0 / float(sys.argv[2]), tick)
+rclpy.spin(node)
+"""
+
+
+def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int) -> dict:
+    """Delivery latency of joint states from another process: DDS source timestamp -> the
+    entry of an rclpy callback here (SingleThreadedExecutor, RELIABLE, depth 10)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from rclpy.qos import ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node('bench_dds_subscriber', context=context)
+    latencies_ms = []
+
+    def on_state(msg, info):
+        latencies_ms.append((time.time_ns() - info['source_timestamp']) / 1e6)
+    node.create_subscription(JointState, 'bench_joint_states', on_state,
+                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    publisher = subprocess.Popen([sys.executable, '-c', DDS_PUBLISHER, str(domain),
+                                  str(rate_hz), str(joints)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(latencies_ms) < rate_hz:  # 1 s warm-up
+            executor.spin_once(timeout_sec=0.1)
+        start = len(latencies_ms)
+        end_s = time.monotonic() + seconds
+        while time.monotonic() < end_s:
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        publisher.send_signal(signal.SIGINT)
+        publisher.wait(timeout=10)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    window = latencies_ms[start:]
+    if not window:
+        raise RuntimeError(f'no joint states delivered at {rate_hz} Hz')
+    p50, p99 = np.percentile(window, [50, 99])
+    return {'rate_hz': rate_hz, 'p50': float(p50), 'p99': float(p99), 'messages': len(window)}
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
@@ -228,6 +293,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.model) if args.model else build_standin(Path(tmp) / 'standin')
         alone = sampler_alone(folder, args.providers)
+        joints = len(load_model_card(folder).state_joints)
+        dds = [dds_alone(rate, args.seconds, args.domain_id + 50 + i, joints)
+               for i, rate in enumerate(args.rates)]
         rows = []
         for rate in args.rates:
             for trigger in args.triggers:
@@ -236,6 +304,8 @@ def main() -> None:
     print(f'model {folder.name}, provider {alone["provider"]}, {os.cpu_count()} CPUs, load '
           f'{os.getloadavg()[0]:.1f}; sampler alone (baseline): p50 {alone["p50"]:.3f} ms, '
           f'p99 {alone["p99"]:.3f} ms; goal: obs->cmd p99 <= sampler p99 + 2 ms')
+    print('DDS alone (joint states from another process to an rclpy callback): ' + ', '.join(
+        f'{d["rate_hz"]:.0f} Hz p50 {d["p50"]:.2f} / p99 {d["p99"]:.2f} ms' for d in dds))
     header = (f'{"rate Hz":>7} {"trigger":>11} {"achieved":>8} {"gap p99 ms":>10} '
               f'{"sampler p50/p99 ms":>18} {"obs->cmd p50/p99 ms":>19} {"p99-sampler":>11} '
               f'{"missed":>10} {"held":>4} {"stop":>4} {"ep":>3} {"CPU pol/sim %":>13}')
@@ -252,7 +322,8 @@ def main() -> None:
               f'{r["cpu_percent"].get("policy_node", float("nan")):6.1f}/'
               f'{r["cpu_percent"].get("sim_node", float("nan")):<6.1f}')
     print(json.dumps({'bench': 'ros_latency', 'cpus': os.cpu_count(),
-                      'load_average': os.getloadavg(), 'sampler_alone': alone, 'loop': rows}))
+                      'load_average': os.getloadavg(), 'sampler_alone': alone,
+                      'dds_alone': dds, 'loop': rows}))
 
 
 if __name__ == '__main__':
