@@ -198,13 +198,15 @@ class LatestCache:
         with self._lock:
             return all(self._arrived.get(k, -np.inf) > since_s for k in self.keys)
 
-    def first_arrival_stamped_after(self, stamp_ns: int) -> float | None:
-        """If every key holds a value whose header stamp is after `stamp_ns` (the source's
-        clock), the earliest of their arrival times (this clock); else None."""
+    def renew_stamped_after(self, stamp_ns: int, arrived_s: float) -> list[str]:
+        """Counts every value whose header stamp is after `stamp_ns` (its source's clock) as
+        arrived at `arrived_s` (this clock): it belongs to what started after that stamp, even
+        if it came before the news of the start. Returns the keys renewed."""
         with self._lock:
-            if not all(self._stamps.get(k, 0) > stamp_ns for k in self.keys):
-                return None
-            return min(self._arrived[k] for k in self.keys)
+            renewed = [k for k in self.keys if self._stamps.get(k, 0) > stamp_ns]
+            for key in renewed:
+                self._arrived[key] = max(self._arrived[key], arrived_s)
+            return renewed
 
     def snapshot(self, max_age_s: float) -> dict | None:
         """All values if every key is fresher than max_age_s, else None (never a partial set)."""

@@ -334,21 +334,19 @@ class PolicyNode(Node):
         60% when up to 3 actions of the old chunk run on in the new episode).
 
         The new episode starts with the first observation stamped after the report's
-        'end_stamp_ns'. Topics are not ordered against each other, so that observation can be
-        handled before this message (a loaded node handles a batch of ready messages in
-        subscription order); it must count as fresh, or a lockstep simulator, which waits for
-        the answer to it, would stall. Without the stamp, what arrives after this message is
-        the new episode's."""
+        'end_stamp_ns'. Topics are not ordered against each other, so that observation (or
+        some of its parts) can be handled before this message (a loaded node handles a batch
+        of ready messages in subscription order); it must count as fresh, or a lockstep
+        simulator, which waits for the answer to it, would stall. Without the stamp, what
+        arrives after this message is the new episode's."""
         self.queue.clear()
         self.filter.restart()
         self._generation += 1
-        boundary_s = time.monotonic()
+        self._fresh_after_s = self._since_s = time.monotonic()
         end_ns = episode_end_stamp_ns(msg.data)
         if end_ns is not None:
-            arrival_s = self.cache.first_arrival_stamped_after(end_ns)
-            if arrival_s is not None:
-                boundary_s = min(boundary_s, arrival_s - 1e-6)
-        self._fresh_after_s = self._since_s = boundary_s
+            # Parts of the new episode's first observation already here count as arrived now.
+            self.cache.renew_stamped_after(end_ns, self._fresh_after_s + 1e-6)
         self.counts['episodes'] += 1
 
     # ---- control loop ---------------------------------------------------------------------

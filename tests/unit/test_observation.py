@@ -109,17 +109,19 @@ def test_cache_snapshot_is_all_fresh_or_nothing():
     assert ages['state'] == pytest.approx(0.12) and ages['front'] == pytest.approx(0.07)
 
 
-def test_first_arrival_stamped_after_needs_every_part_newer_than_the_stamp():
+def test_values_stamped_after_an_episode_end_count_as_arrived_at_its_news():
     now = [1.0]
     cache = LatestCache(['state', 'front'], clock=lambda: now[0])
-    cache.put('state', 1, stamp_ns=100)
-    now[0] = 1.5
-    cache.put('front', 2, stamp_ns=200)
-    assert cache.first_arrival_stamped_after(99) == 1.0  # both newer: the earliest arrival
-    assert cache.first_arrival_stamped_after(100) is None  # the state is not newer
+    cache.put('state', 1, stamp_ns=100)  # the old episode's last state
+    cache.put('front', 2, stamp_ns=200)  # the new episode's first image, before the news
     now[0] = 2.0
-    cache.put('state', 3)  # unstamped: never counts as after a stamp
-    assert cache.first_arrival_stamped_after(0) is None
+    assert cache.renew_stamped_after(100, 2.5) == ['front']  # the state is not newer
+    assert not cache.arrived_since(2.0)  # the new state is still to come
+    now[0] = 3.0
+    cache.put('state', 3, stamp_ns=200)
+    assert cache.arrived_since(2.0)  # a whole observation of the new episode
+    cache.put('state', 4)  # unstamped: never counts as after a stamp
+    assert cache.renew_stamped_after(0, 9.0) == ['front']
 
 
 @pytest.mark.parametrize('report, expected', [
