@@ -141,6 +141,16 @@ rclpy.spin(node)
 """
 
 
+def stop_all(process: subprocess.Popen, executor, node, context) -> None:
+    """Ctrl-C to a child process, then this process's rclpy node and context."""
+    import rclpy
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
 def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int) -> dict:
     """Delivery latency of joint states from another process: DDS source timestamp -> the
     entry of an rclpy callback here (SingleThreadedExecutor, RELIABLE, depth 10)."""
@@ -172,11 +182,7 @@ def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int) -> dict:
         while time.monotonic() < end_s:
             executor.spin_once(timeout_sec=0.1)
     finally:
-        publisher.send_signal(signal.SIGINT)
-        publisher.wait(timeout=10)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        stop_all(publisher, executor, node, context)
     window = latencies_ms[start:]
     if not window:
         raise RuntimeError(f'no joint states delivered at {rate_hz} Hz')
@@ -255,11 +261,7 @@ def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domai
             window = commands[n0:]
             last = stats[-1]
     finally:
-        launcher.send_signal(signal.SIGINT)
-        launcher.wait(timeout=10)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        stop_all(launcher, executor, node, context)
     gaps_ms = np.diff(window) * 1e3
     ticks = last['ticks'] - stats0['ticks']
     missed = last['missed_ticks'] - stats0['missed_ticks']

@@ -180,6 +180,8 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
         # delta ablation: phi(x) = grad_a Q(s, x) at the query itself; no kernel, no repulsion.
         phi = action_gradient(q_fn, a_dag)
         stats['grad_q_norm'] = phi.flatten(1).norm(dim=-1).mean()
+        with torch.no_grad():
+            stats['q_particles'] = q_fn(a_n[particles], particles).mean()
     stats['phi_norm'] = phi.flatten(1).norm(dim=-1).mean()
 
     # Losses. N (1 - tau) = N - k, computed in integers so k = N-1 gives exactly 1.
@@ -202,10 +204,8 @@ def rldt_losses(policy: FlowPolicy, reference: FlowPolicy, critic: QEnsemble,
 
     loss = (loss_rl + config.consistency_weight * loss_cons
             + config.constraint_weight * loss_fd)
-    with torch.no_grad():
-        if 'q_particles' not in stats:
-            stats['q_particles'] = q_fn(a_n[particles], particles).mean()
-        if det:
+    if det:
+        with torch.no_grad():
             stats['q_deterministic'] = q_fn(a_n[batch * p:], slice(batch * p, None)).mean()
     return {'loss': loss, 'rl': loss_rl, 'cons': loss_cons, 'fd': loss_fd, 'v': v, 'k': k,
             'x_k': x_k, 'a_n': a_n, 'a_dag': a_dag, 'phi': phi,
