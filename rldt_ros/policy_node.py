@@ -147,6 +147,7 @@ class PolicyNode(Node):
         self._slot_s = -np.inf  # monotonic time of the last served slot
         self._since_s = -np.inf  # an observation completes when all its parts are newer
         self._waiting = False  # a slot's tick came; the next whole observation serves it
+        self._slot_skipped = False  # a slot waited for a new episode's first observation
         self._fresh_after_s = -np.inf  # chunks only from observations newer than this
         self._generation = 0  # chunks sampled before an episode ended are dropped
         self._latency_sent_ns: int | None = None
@@ -312,6 +313,13 @@ class PolicyNode(Node):
         """
         now_s = time.monotonic()
         self.obs_clock.arrived(key, now_s)
+        if self._slot_skipped and self.cache.arrived_since(self._fresh_after_s):
+            # The new episode's first observation, for a slot that could not wait for the
+            # next tick: under sim time a lockstep sim sends no /clock until it is answered.
+            if self.event_driven:
+                self.timer.reset()  # as for any slot served by its observation
+            self._serve_slot()
+            return
         if not self.event_driven or not self._refill_due() or \
                 not self.cache.arrived_since(self._since_s):
             return
@@ -376,10 +384,13 @@ class PolicyNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         if not self.cache.arrived_since(self._fresh_after_s) and \
                 now_s - self._fresh_after_s < self.max_obs_age_s:
-            # An episode just ended; its successor's first observation is on its way. A slot
-            # skipped on purpose, not a missed tick: the next slot counts from this one.
+            # An episode just ended; its successor's first observation is on its way and
+            # serves this slot when it comes (_on_observation). Skipped on purpose, not a
+            # missed tick: the next slot counts from this one.
             self._last_slot_ns = now_ns
+            self._slot_skipped = True
             return
+        self._slot_skipped = False
         if self._last_slot_ns is not None:
             late = (now_ns - self._last_slot_ns) * 1e-9 * self.rate_hz
             if late > 1.5:

@@ -5,6 +5,8 @@ import json
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_msgs.msg import String
@@ -99,3 +101,55 @@ def test_a_first_state_that_overtakes_the_episode_report_is_answered(tmp_path, p
         answers = [m.data for t, m in commands if t > reported + 0.3
                    and np.allclose(m.data, expected, atol=1e-6)]
     assert answers, 'no command planned from the new episode first state after the report'
+
+
+def test_a_slot_skipped_for_a_new_episode_is_served_when_its_first_state_comes(tmp_path, probe,
+                                                                              procs):
+    """Under sim time the control timer ticks on /clock. A lockstep simulator publishes a
+    step's clock after its state, but the clock can be handled first: at an episode start the
+    tick then finds no observation of the new episode and skips its slot, and the simulator,
+    waiting for the answer to that state, sends no further clock. The state must serve the
+    skipped slot when it arrives. Here the probe plays the simulator: report, clock, and the
+    new episode's first state 0.2 s later, then nothing."""
+    bias = 0.05
+    model = make_model(tmp_path / 'model', rate_hz=20.0, bias=bias)
+    commands = probe.record(Float64MultiArray, COMMANDS)
+    state_pub = probe.node.create_publisher(JointState, '/joint_states', 10)
+    clock_pub = probe.node.create_publisher(ClockMsg, '/clock', 10)
+    episode_pub = probe.node.create_publisher(String, EPISODES, 10)
+    sim_ns = [10**9]
+
+    def stamp() -> Time:
+        return Time(sec=sim_ns[0] // 10**9, nanosec=sim_ns[0] % 10**9)
+
+    def state(arm: list[float]) -> JointState:
+        msg = JointState(name=list(CUBE_JOINTS), position=arm + [0.0] * 3,
+                         velocity=[0.0] * len(CUBE_JOINTS))
+        msg.header.stamp = stamp()
+        return msg
+
+    def step(arm: list[float]) -> None:  # a free-running simulator step: state, then clock
+        sim_ns[0] += 50_000_000
+        state_pub.publish(state(arm))
+        clock_pub.publish(ClockMsg(clock=stamp()))
+    old_arm, new_arm = [0.0, 0.0, 0.0, 0.0], [0.3, -0.3, 0.2, 0.0]
+    timer = probe.node.create_timer(0.05, lambda: step(old_arm))
+    procs.start('run', 'policy', '--model', str(model), '--', '-p', 'enable_control:=true',
+                '-p', 'use_sim_time:=true', '-p', 'max_delta_per_tick:=1.0',
+                '-p', f'episode_topic:={EPISODES}', '-p', 'max_obs_age_s:=2.0')
+    probe.wait_for(lambda: len(commands) >= 10, 30, 'commands in the old episode')
+    timer.cancel()
+    time.sleep(0.1)
+    episode_pub.publish(String(data=json.dumps({'end_stamp_ns': sim_ns[0]})))
+    time.sleep(0.1)
+    sim_ns[0] += 50_000_000
+    clock_pub.publish(ClockMsg(clock=stamp()))  # the tick that finds no new observation
+    time.sleep(0.2)
+    state_pub.publish(state(new_arm))
+    sent = time.monotonic()
+    time.sleep(1.0)
+    expected = np.clip(np.array(new_arm) + bias, CUBE_LOW, CUBE_HIGH)
+    with probe.lock:
+        answers = [m.data for t, m in commands if t > sent
+                   and np.allclose(m.data, expected, atol=1e-6)]
+    assert answers, 'the skipped slot was not served by the new episode\'s first state'
