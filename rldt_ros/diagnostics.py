@@ -4,6 +4,7 @@ Kept out of the node so the rule that operators and tests rely on ("stopped -> E
 readable in one place and testable without ROS. Levels match diagnostic_msgs/DiagnosticStatus.
 """
 import collections
+import time
 
 import numpy as np
 
@@ -13,18 +14,26 @@ ERROR = 2
 
 
 class Window:
-    """The last `size` samples of a quantity (e.g. latency in ms) with p50/p99."""
+    """Samples of a quantity (e.g. latency in ms) over the last `span_s` seconds (at most
+    `size` of them), with p50/p99. A time span, not a sample count: what an operator reads is
+    the node's health now, and a start-up transient must not linger for minutes in a window
+    that fills at 12 samples a second."""
 
-    def __init__(self, size: int = 1000):
-        self._values = collections.deque(maxlen=size)
+    def __init__(self, span_s: float = 10.0, size: int = 100_000, clock=time.monotonic):
+        self.span_s = span_s
+        self._clock = clock
+        self._samples = collections.deque(maxlen=size)  # (time s, value)
 
     def add(self, value: float) -> None:
-        self._values.append(value)
+        self._samples.append((self._clock(), value))
 
     def percentiles(self) -> dict[str, float]:
-        if not self._values:
+        oldest = self._clock() - self.span_s
+        while self._samples and self._samples[0][0] < oldest:
+            self._samples.popleft()
+        if not self._samples:
             return {'p50': float('nan'), 'p99': float('nan')}
-        p50, p99 = np.percentile(np.fromiter(self._values, float), [50, 99])
+        p50, p99 = np.percentile([v for _, v in self._samples], [50, 99])
         return {'p50': float(p50), 'p99': float(p99)}
 
 

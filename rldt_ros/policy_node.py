@@ -150,7 +150,7 @@ class PolicyNode(Node):
         self._slot_skipped = False  # a slot waited for a new episode's first observation
         self._fresh_after_s = -np.inf  # chunks only from observations newer than this
         self._generation = 0  # chunks sampled before an episode ended are dropped
-        self._latency_sent_ns: int | None = None
+        self._latency_from: tuple[int, int] | None = None  # (published, arrived) ns, wall
         self._problems: dict[str, str] = {}
         self._warnings: dict[str, str] = {}
         self._ever_sent = False
@@ -158,9 +158,14 @@ class PolicyNode(Node):
             ('ticks', 'published', 'held', 'stopped', 'chunks', 'rejected_chunks',
              'skipped_actions', 'rejected_obs', 'converted_images', 'missed_ticks',
              'early_slots', 'late_slots', 'episodes'), 0)
-        self.sampler_ms = diagnostics.Window()
-        self.obs_to_cmd_ms = diagnostics.Window()
-        self.image_ms = diagnostics.Window()
+        span = p['stats_window_s']
+        self.sampler_ms = diagnostics.Window(span)
+        self.obs_to_cmd_ms = diagnostics.Window(span)
+        # obs_to_cmd = delivery (published -> handed to this node's callback: DDS and the
+        # executor) + in_node (observation complete here -> command published).
+        self.delivery_ms = diagnostics.Window(span)
+        self.in_node_ms = diagnostics.Window(span)
+        self.image_ms = diagnostics.Window(span)
 
         self.create_subscription(JointState, 'joint_states', self._on_joint_state, RELIABLE)
         if p['episode_topic']:
@@ -256,6 +261,7 @@ class PolicyNode(Node):
                            self.stamp_tolerance_s)
 
     def _on_joint_state(self, msg: JointState, info) -> None:
+        timing = (info['source_timestamp'], time.time_ns())
         try:
             state = self.mapper.state(msg.name, msg.position, msg.velocity)
             measured, velocity = self.arm.positions_velocities(msg.name, msg.position,
@@ -273,7 +279,7 @@ class PolicyNode(Node):
             return
         self._problems.pop('joint_states', None)
         self._measured = measured
-        self.cache.put('state', (state, measured, info['source_timestamp']), age_s,
+        self.cache.put('state', (state, measured, timing), age_s,
                        _stamp_ns(msg.header.stamp))
         self._on_observation('state')
 
@@ -282,6 +288,7 @@ class PolicyNode(Node):
 
     def _on_image(self, msg: Image, info, camera) -> None:
         start = time.perf_counter()
+        timing = (info['source_timestamp'], time.time_ns())
         try:
             # The size check reads the header only: an 8k image is refused untouched.
             check_image_size(msg.height, msg.width, self.max_image_pixels)
@@ -300,7 +307,7 @@ class PolicyNode(Node):
         if msg.encoding != 'rgb8' or (msg.height, msg.width) != (camera.height, camera.width):
             self.counts['converted_images'] += 1
         self._problems.pop(camera.name, None)
-        self.cache.put(camera.name, (image, info['source_timestamp']), age_s,
+        self.cache.put(camera.name, (image, timing), age_s,
                        _stamp_ns(msg.header.stamp))
         self.image_ms.add((time.perf_counter() - start) * 1e3)
         self._on_observation(camera.name)
@@ -417,11 +424,9 @@ class PolicyNode(Node):
             upcoming = self.filter.preview(self.queue.peek(self.trajectory_points - 1))
             self._publish([command] + upcoming)
             self.counts['published'] += 1
-            if self._latency_sent_ns is not None:
-                latency_ns = time.time_ns() - self._latency_sent_ns
-                if 0 <= latency_ns < MAX_LATENCY_NS:
-                    self.obs_to_cmd_ms.add(latency_ns / 1e6)
-            self._latency_sent_ns = None
+            if self._latency_from is not None:
+                self._add_latency(*self._latency_from)
+            self._latency_from = None
             self._ever_sent = True
         elif mode is Mode.HOLD:
             self._publish([self.filter.last])
@@ -434,32 +439,34 @@ class PolicyNode(Node):
         being served (the slot waits for it: microseconds to a millisecond); from the worker,
         its actions start at the next slot."""
         obs = {k: v[0] for k, v in snapshot.items() if k != 'state'}
-        obs['state'], _, sent_ns = snapshot['state']
-        sent_ns = min([sent_ns] + [v[1] for k, v in snapshot.items() if k != 'state'])
+        obs['state'], _, timing = snapshot['state']
+        timings = [timing] + [v[1] for k, v in snapshot.items() if k != 'state']
+        # From the oldest part's publication; complete when its last part arrived.
+        timing = (min(t[0] for t in timings), max(t[1] for t in timings))
         if not self.inline_inference:
-            self._future = self.worker.submit(self._sample, obs, sent_ns, self._generation)
+            self._future = self.worker.submit(self._sample, obs, timing, self._generation)
             self._future_tick = self._tick + 1
             return
         # Inline: sampled on this (executor) thread. A hand-off to the worker and back would
         # add two thread wake-ups to every chunk's latency, on cores the simulator shares.
         self._future = concurrent.futures.Future()
         try:
-            self._future.set_result(self._sample(obs, sent_ns, self._generation))
+            self._future.set_result(self._sample(obs, timing, self._generation))
         except Exception as exc:  # noqa: BLE001 - raised where the worker's would be, below
             self._future.set_exception(exc)
         self._future_tick = self._tick
         self._collect_chunk()
 
-    def _sample(self, obs: dict, sent_ns: int, generation: int):
+    def _sample(self, obs: dict, timing: tuple[int, int], generation: int):
         start = time.perf_counter()
         chunk = self.sampler.sample(obs)
-        return chunk, (time.perf_counter() - start) * 1e3, sent_ns, generation
+        return chunk, (time.perf_counter() - start) * 1e3, timing, generation
 
     def _collect_chunk(self) -> None:
         if self._future is None or not self._future.done():
             return
         future, self._future = self._future, None
-        chunk, ms, sent_ns, generation = future.result()
+        chunk, ms, timing, generation = future.result()
         self.sampler_ms.add(ms)
         if generation != self._generation:
             return  # planned in an episode that has ended
@@ -470,8 +477,18 @@ class PolicyNode(Node):
             return
         self.counts['chunks'] += 1
         self.counts['skipped_actions'] += self.queue.push(chunk, self._future_tick)
-        if self._latency_sent_ns is None:
-            self._latency_sent_ns = sent_ns
+        if self._latency_from is None:
+            self._latency_from = timing
+
+    def _add_latency(self, published_ns: int, arrived_ns: int) -> None:
+        """Latency of the command just sent from the observation its chunk was sampled on.
+        The publication time is the sender's clock: another computer's, unsynchronized, can
+        put it in the future or far back, and then it is not counted."""
+        now_ns = time.time_ns()
+        if 0 <= now_ns - published_ns < MAX_LATENCY_NS and published_ns <= arrived_ns:
+            self.obs_to_cmd_ms.add((now_ns - published_ns) / 1e6)
+            self.delivery_ms.add((arrived_ns - published_ns) / 1e6)
+        self.in_node_ms.add((now_ns - arrived_ns) / 1e6)
 
     def _stop(self, why: str) -> None:
         """Sends nothing more; a trajectory controller is told to hold the measured position
@@ -535,6 +552,8 @@ class PolicyNode(Node):
             'clamped': self.filter.clamped, 'rate_limited': self.filter.rate_limited,
             'sampler_ms': self.sampler_ms.percentiles(),
             'obs_to_cmd_ms': self.obs_to_cmd_ms.percentiles(),
+            'delivery_ms': self.delivery_ms.percentiles(),
+            'in_node_ms': self.in_node_ms.percentiles(),
             'image_ms': self.image_ms.percentiles(),
             'observation_interval_ms': round(self.obs_clock.interval_s() * 1e3, 3),
             'obs_age_ms': {k: round(v * 1e3, 3) if np.isfinite(v) else None

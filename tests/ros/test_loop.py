@@ -25,8 +25,10 @@ def test_closed_loop_commands_at_rate_finite_in_limits_and_episode_scored(
     msg_type = Float64MultiArray if command_type == 'commands' else JointTrajectory
     commands = probe.record(msg_type, f'/forward_position_controller/{command_type}')
     episodes = probe.record(String, '/sim_node/episode')
+    reports = probe.record(String, '/policy_node/stats')
     procs.start('run', 'loop', '--model', str(folder), '--',
-                '-p', f'command_type:={command_type}', '-p', 'max_episode_steps:=30')
+                '-p', f'command_type:={command_type}', '-p', 'max_episode_steps:=30',
+                '-p', 'diagnostics_period_s:=0.2')
     probe.wait_for(lambda: len(episodes) >= 1 and len(commands) >= 50, 30,
                    '50 commands and one scored episode')
     with probe.lock:
@@ -41,19 +43,34 @@ def test_closed_loop_commands_at_rate_finite_in_limits_and_episode_scored(
     if command_type == 'commands':
         values = np.array([m.data for _, m in cmds])
     else:
-        counts = set()
+        counts, one_point = set(), 0
         for _, msg in cmds:
             assert msg.joint_names == task.actuated_joints
             stamps = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec
                       for p in msg.points]
             np.testing.assert_allclose(stamps, np.arange(1, len(stamps) + 1) / RATE_HZ)
-            counts.add(len(stamps))
-        # H=4, refill at 2 left: this tick's action plus the 1..3 still queued.
+            if len(stamps) == 1:
+                one_point += 1  # a HOLD resends the last command alone
+            else:
+                counts.add(len(stamps))
+        # H=4, refill at 2 left: this tick's action plus the 1..3 still queued. A tick
+        # without a fresh observation (a loaded machine, an episode reset) holds instead.
         assert counts <= {2, 3, 4} and max(counts) > 2, counts
+        # Holds counted by a report made after those commands.
+        probe.wait_for(lambda: reports[-1][0] > cmds[-1][0] + 0.3, 10, 'a later stats report')
+        assert one_point <= probe.stats()[-1]['held'], one_point
         values = np.array([p.positions for _, m in cmds for p in m.points])
     assert values.shape[1] == 4 and np.all(np.isfinite(values))
     assert np.all(values >= low - 1e-9) and np.all(values <= high + 1e-9)
     assert np.any(np.isclose(values, high) | np.isclose(values, low)), 'limits never reached'
+
+    # Observation -> command latency and its two parts, per command: delivery (published ->
+    # in the node's callback) + time in the node (-> command published), so neither part's
+    # median can exceed the whole's.
+    latency = {k: probe.stats()[-1][k] for k in ('obs_to_cmd_ms', 'delivery_ms', 'in_node_ms')}
+    assert all(0 < v['p50'] <= v['p99'] for v in latency.values()), latency
+    assert latency['delivery_ms']['p50'] <= latency['obs_to_cmd_ms']['p50'], latency
+    assert latency['in_node_ms']['p50'] <= latency['obs_to_cmd_ms']['p50'], latency
 
 
 def test_sim_time_loop_runs_faster_than_real_time(tmp_path, probe, procs):

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from rldt_ros import diagnostics
 
@@ -26,13 +27,24 @@ def test_hold_warns_and_run_is_ok():
     assert diagnostics.health('run', True, None, [], []) == (diagnostics.OK, 'running')
 
 
-def test_window_percentiles_cover_the_last_samples_only():
-    w = diagnostics.Window(size=100)
+def test_window_percentiles_cover_the_last_span_only():
+    now = [0.0]
+    w = diagnostics.Window(span_s=9.95, clock=lambda: now[0])
     assert math.isnan(w.percentiles()['p50'])
-    for v in range(1000):
+    for v in range(1000):  # one sample every 0.1 s: the last 100 are within 9.95 s
+        now[0] = v * 0.1
         w.add(float(v))
     expected = np.percentile(np.arange(900, 1000), [50, 99])
-    assert [w.percentiles()['p50'], w.percentiles()['p99']] == list(expected)
+    assert [w.percentiles()['p50'], w.percentiles()['p99']] == pytest.approx(expected)
+    now[0] += 60.0  # nothing for a minute: an old spike must not speak for now
+    assert math.isnan(w.percentiles()['p99'])
+
+
+def test_window_keeps_at_most_size_samples():
+    w = diagnostics.Window(span_s=1e9, size=100)
+    for v in range(1000):
+        w.add(float(v))
+    assert w.percentiles()['p50'] == np.percentile(np.arange(900, 1000), 50)
 
 
 def test_stopped_after_a_fault_says_how_to_rearm():
