@@ -2,21 +2,23 @@
 
     bash scripts/loopback.sh .venv/bin/python bench/ros_latency.py [--model models/NAME]
 
-In the same run: the sampler alone in this process (the baseline: what inference costs
-without ROS), DDS alone per rate (a JointState of the task's size from another process to a
-subscription here, the node's QoS: what delivery plus an rclpy callback cost before any node
-work, the floor under obs->cmd on this machine), then per rate and inference trigger
-(`observation`: sampled when the observation arrives; `timer`: on the next control tick,
-the baseline of the ratios) the full loop through `rldt-ros run loop` on wall-clock time for
---seconds: sampler time inside the
-node, observation-to-command latency (DDS source timestamp of the observation's oldest part ->
-command publish, so DDS is included), achieved command rate, missed ticks, hold/stop ticks and
-CPU per node process. The sim node publishes the observation at the control rate on its own
-clock (like a robot driver), the policy node commands at the same rate on its own. Prints a
-table and one JSON line. Without --model it builds a stand-in of a state policy's size (8
-unrolled Euler steps of a 3x256 MLP) so the numbers do not depend on a trained model; with a
-camera model (models/cube_push_vision) the sim renders its cameras every step. Not a test:
-`make test` never runs it. Run it inside a loopback-only namespace (as above).
+In the same run: the sampler alone in this process (the baseline: what inference costs without
+ROS; back to back, and once per chunk with the node's idle time between calls, which on a
+small VM leaves the caches cold), DDS alone per rate (a JointState of the task's size from
+another process to a subscription here, the node's QoS: what delivery plus an rclpy callback
+cost before any node work, the floor under obs->cmd on this machine), then per rate and
+inference trigger (`observation`: sampled when the observation arrives; `timer`: on the next
+control tick, the baseline of the ratios) the full loop through `rldt-ros run loop` on wall-
+clock time for --seconds: sampler time inside the node, observation-to-command latency (DDS
+source timestamp of the observation's oldest part -> command publish, so DDS is included) and
+its two parts (delivery into the node's callback, time in the node), achieved command rate,
+missed ticks, hold/stop ticks and CPU per node process. The sim node publishes the observation
+at the control rate on its own clock (like a robot driver), the policy node commands at the
+same rate on its own. Prints a table and one JSON line. Without --model it builds a stand-in
+of a state policy's size (8 unrolled Euler steps of a 3x256 MLP) so the numbers do not depend
+on a trained model; with a camera model (models/cube_push_vision) the sim renders its cameras
+every step. Not a test: `make test` never runs it. Run it inside a loopback-only namespace (as
+above).
 """
 import argparse
 import json

@@ -21,6 +21,7 @@ exp(-coef * i), where i = 0 for the oldest prediction, so a small coef favours o
 and smooths switching between chunks; `none` executes the newest chunk only.
 """
 import collections
+import statistics
 
 import numpy as np
 
@@ -140,7 +141,8 @@ class ObservationClock:
         """The observation interval: the slowest input's median arrival gap, <= the period."""
         if any(len(g) < 3 for g in self._gaps.values()):
             return self.period_s
-        return min(self.period_s, max(float(np.median(g)) for g in self._gaps.values()))
+        # statistics.median: 16 numbers, on every arrival (np.median costs 25x more here).
+        return min(self.period_s, max(statistics.median(g) for g in self._gaps.values()))
 
     def serves_early(self, until_slot_s: float) -> bool:
         """Whether an observation completing `until_slot_s` before the slot is the nearest one
