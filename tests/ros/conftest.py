@@ -200,7 +200,10 @@ class Probe:
             if value:
                 return value
             time.sleep(0.02)
-        raise AssertionError(f'timed out after {timeout_s} s waiting for {what}')
+        with self.lock:
+            received = {topic: len(log) for topic, log in self.records.items()}
+        raise AssertionError(f'timed out after {timeout_s} s waiting for {what} '
+                             f'(messages received per topic: {received})')
 
     def close(self):
         self.executor.shutdown()
