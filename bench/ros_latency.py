@@ -246,8 +246,9 @@ def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domai
          '--domain-id', str(domain), '--', '-p', f'control_rate_hz:={rate_hz}',
          '-p', 'max_episode_steps:=1000000000', '-p', f'providers:={providers}',
          '-p', 'diagnostics_period_s:=0.5', '-p', f'inference_trigger:={trigger}',
-         # Percentiles over the measured window, not the start-up before it.
-         '-p', f'stats_window_s:={seconds}',
+         # Percentiles over the measured window (the node allows up to 60 s), not the
+         # start-up before it.
+         '-p', f'stats_window_s:={min(seconds, 60.0)}',
          # Wall-clock time, as on a robot: the sim node publishes on its own timer.
          '-p', 'publish_clock:=false', '-p', 'use_sim_time:=false'],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

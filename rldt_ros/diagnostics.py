@@ -19,7 +19,7 @@ class Window:
     the node's health now, and a start-up transient must not linger for minutes in a window
     that fills at 12 samples a second."""
 
-    def __init__(self, span_s: float = 10.0, size: int = 100_000, clock=time.monotonic):
+    def __init__(self, span_s: float = 10.0, size: int = 10_000, clock=time.monotonic):
         self.span_s = span_s
         self._clock = clock
         self._samples = collections.deque(maxlen=size)  # (time s, value)

@@ -116,8 +116,9 @@ POLICY_PARAMETERS = {
                        None, False),
     'diagnostics_period_s': (1.0, 'Period of /diagnostics and ~/stats.', (0.01, 60.0), True),
     'stats_window_s': (10.0, (
-        'Latency percentiles in /diagnostics and ~/stats cover the last this many seconds.'),
-        (0.1, 3600.0), True),
+        'Latency percentiles in /diagnostics and ~/stats cover the last this many seconds '
+        '(computed on the control thread: longer windows cost it more).'),
+        (0.1, 60.0), True),
 }
 
 # The sim node builds its world once: every parameter is read-only.
