@@ -449,13 +449,8 @@ class PolicyNode(Node):
             return
         # Inline: sampled on this (executor) thread. A hand-off to the worker and back would
         # add two thread wake-ups to every chunk's latency, on cores the simulator shares.
-        self._future = concurrent.futures.Future()
-        try:
-            self._future.set_result(self._sample(obs, timing, self._generation))
-        except Exception as exc:  # noqa: BLE001 - raised where the worker's would be, below
-            self._future.set_exception(exc)
         self._future_tick = self._tick
-        self._collect_chunk()
+        self._accept_chunk(*self._sample(obs, timing, self._generation))
 
     def _sample(self, obs: dict, timing: tuple[int, int], generation: int):
         start = time.perf_counter()
@@ -466,7 +461,12 @@ class PolicyNode(Node):
         if self._future is None or not self._future.done():
             return
         future, self._future = self._future, None
-        chunk, ms, timing, generation = future.result()
+        self._accept_chunk(*future.result())
+
+    def _accept_chunk(self, chunk: np.ndarray, ms: float, timing: tuple[int, int],
+                      generation: int) -> None:
+        """Queues a sampled chunk from self._future_tick on, unless its episode has ended or
+        it is not finite."""
         self.sampler_ms.add(ms)
         if generation != self._generation:
             return  # planned in an episode that has ended
