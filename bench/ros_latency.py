@@ -4,11 +4,12 @@
 
 In the same run: the sampler alone in this process (the baseline: what inference costs without
 ROS; back to back, and once per chunk with the node's idle time between calls, which on a
-small VM leaves the caches cold), DDS alone per rate (a JointState of the task's size from
-another process to a subscription here, the node's QoS: what delivery plus an rclpy callback
-cost before any node work, the floor under obs->cmd on this machine), then per rate and
+small VM leaves the caches cold), DDS alone per executor and rate (a JointState of the task's
+size from another process to a subscription here, the node's QoS: what delivery plus an rclpy
+callback cost before any node work, the floor under obs->cmd on this machine), then per rate and
 inference trigger (`observation`: sampled when the observation arrives; `timer`: on the next
-control tick, the baseline of the ratios) the full loop through `rldt-ros run loop` on wall-
+control tick, the baseline of the ratios) and rclpy executor of both nodes (`events`, the
+default; `single_threaded`, the baseline) the full loop through `rldt-ros run loop` on wall-
 clock time for --seconds: sampler time inside the node, observation-to-command latency (DDS
 source timestamp of the observation's oldest part -> command publish, so DDS is included) and
 its two parts (delivery into the node's callback, time in the node), achieved command rate,
@@ -41,6 +42,9 @@ sys.path.insert(0, str(REPO))
 from rldt_ros.model_card import load_model_card  # noqa: E402
 from rldt_ros.model_card import write_model_card  # noqa: E402
 from rldt_ros.sampler import ChunkSampler  # noqa: E402
+from rldt_ros.spinning import EXECUTORS  # noqa: E402
+from rldt_ros.spinning import make_executor  # noqa: E402
+from rldt_ros.spinning import with_message_info  # noqa: E402
 from rldt_ros.tasks import make_task  # noqa: E402
 
 
@@ -158,11 +162,10 @@ def stop_all(process: subprocess.Popen, executor, node, context) -> None:
     rclpy.try_shutdown(context=context)
 
 
-def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int) -> dict:
+def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int, executor: str) -> dict:
     """Delivery latency of joint states from another process: DDS source timestamp -> the
-    entry of an rclpy callback here (SingleThreadedExecutor, RELIABLE, depth 10)."""
+    entry of an rclpy callback here (on `executor`, RELIABLE, depth 10)."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
     from rclpy.qos import ReliabilityPolicy
     from sensor_msgs.msg import JointState
@@ -174,9 +177,10 @@ def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int) -> dict:
 
     def on_state(msg, info):
         latencies_ms.append((time.time_ns() - info['source_timestamp']) / 1e6)
-    node.create_subscription(JointState, 'bench_joint_states', on_state,
+    node.create_subscription(JointState, 'bench_joint_states', with_message_info(on_state),
                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    executor = SingleThreadedExecutor(context=context)
+    kind = executor
+    executor, used, _ = make_executor(kind, context=context)
     executor.add_node(node)
     publisher = subprocess.Popen([sys.executable, '-c', DDS_PUBLISHER, str(domain),
                                   str(rate_hz), str(joints)], cwd=REPO)
@@ -194,7 +198,8 @@ def dds_alone(rate_hz: float, seconds: float, domain: int, joints: int) -> dict:
     if not window:
         raise RuntimeError(f'no joint states delivered at {rate_hz} Hz')
     p50, p99 = np.percentile(window, [50, 99])
-    return {'rate_hz': rate_hz, 'p50': float(p50), 'p99': float(p99), 'messages': len(window)}
+    return {'rate_hz': rate_hz, 'executor': used, 'p50': float(p50), 'p99': float(p99),
+            'messages': len(window)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -215,7 +220,7 @@ def node_pids(launcher: subprocess.Popen) -> dict[str, int]:
 
 
 def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domain: int,
-             trigger: str) -> dict:
+             trigger: str, executor_kind: str) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Float64MultiArray
@@ -246,6 +251,7 @@ def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domai
          '--domain-id', str(domain), '--', '-p', f'control_rate_hz:={rate_hz}',
          '-p', 'max_episode_steps:=1000000000', '-p', f'providers:={providers}',
          '-p', 'diagnostics_period_s:=0.5', '-p', f'inference_trigger:={trigger}',
+         '-p', f'executor:={executor_kind}',
          # Percentiles over the measured window (the node allows up to 60 s), not the
          # start-up before it.
          '-p', f'stats_window_s:={min(seconds, 60.0)}',
@@ -276,7 +282,7 @@ def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domai
     ticks = last['ticks'] - stats0['ticks']
     missed = last['missed_ticks'] - stats0['missed_ticks']
     return {
-        'rate_hz': rate_hz, 'trigger': trigger,
+        'rate_hz': rate_hz, 'trigger': trigger, 'executor': executor_kind,
         'achieved_hz': (len(window) - 1) / (window[-1] - window[0]),
         'gap_ms_p99': float(np.percentile(gaps_ms, 99)),
         'sampler_ms': last['sampler_ms'], 'obs_to_cmd_ms': last['obs_to_cmd_ms'],
@@ -285,6 +291,7 @@ def run_loop(folder: Path, rate_hz: float, seconds: float, providers: str, domai
         'missed_percent': 100.0 * missed / max(1, ticks + missed),
         'early_slots': last['early_slots'] - stats0['early_slots'],
         'late_slots': last['late_slots'] - stats0['late_slots'],
+        'stale_ticks': last['stale_ticks'] - stats0['stale_ticks'],
         'held': last['held'] - stats0['held'], 'stopped': last['stopped'] - stats0['stopped'],
         'skipped_actions': last['skipped_actions'] - stats0['skipped_actions'],
         # Episode ends (successes) in the window: each skips the slots until the new first state.
@@ -300,6 +307,8 @@ def main() -> None:
     parser.add_argument('--triggers', nargs='+', default=['timer', 'observation'],
                         choices=['timer', 'observation'])
     parser.add_argument('--seconds', type=float, default=10.0, help='measured window per row')
+    parser.add_argument('--executors', nargs='+', default=list(EXECUTORS), choices=EXECUTORS,
+                        help='rclpy executors of both nodes (single_threaded: the baseline)')
     parser.add_argument('--providers', default='cpu')
     parser.add_argument('--domain-id', type=int, default=77)
     args = parser.parse_args()
@@ -312,13 +321,16 @@ def main() -> None:
         paced = {rate: sampler_alone(folder, args.providers, runs=200,
                                      pause_s=card.steps_per_chunk / rate)
                  for rate in args.rates}
-        dds = [dds_alone(rate, args.seconds, args.domain_id + 50 + i, joints)
-               for i, rate in enumerate(args.rates)]
+        dds = [dds_alone(rate, args.seconds, args.domain_id + 50 + len(args.rates) * i + j,
+                         joints, executor)
+               for i, executor in enumerate(args.executors)
+               for j, rate in enumerate(args.rates)]
         rows = []
         for rate in args.rates:
             for trigger in args.triggers:
-                rows.append(run_loop(folder, rate, args.seconds, args.providers,
-                                     args.domain_id + len(rows), trigger))
+                for executor in args.executors:
+                    rows.append(run_loop(folder, rate, args.seconds, args.providers,
+                                         args.domain_id + len(rows), trigger, executor))
     print(f'model {folder.name}, provider {alone["provider"]}, {os.cpu_count()} CPUs, load '
           f'{os.getloadavg()[0]:.1f}; sampler alone (baseline): p50 {alone["p50"]:.3f} ms, '
           f'p99 {alone["p99"]:.3f} ms; goal: obs->cmd p99 <= sampler p99 + 2 ms')
@@ -326,8 +338,10 @@ def main() -> None:
           + ', '.join(f'{rate:.0f} Hz p50 {p["p50"]:.3f} / p99 {p["p99"]:.3f} ms'
                       for rate, p in paced.items()))
     print('DDS alone (joint states from another process to an rclpy callback): ' + ', '.join(
-        f'{d["rate_hz"]:.0f} Hz p50 {d["p50"]:.2f} / p99 {d["p99"]:.2f} ms' for d in dds))
-    header = (f'{"rate Hz":>7} {"trigger":>11} {"achieved":>8} {"gap p99 ms":>10} '
+        f'{d["executor"]} {d["rate_hz"]:.0f} Hz p50 {d["p50"]:.2f} / p99 {d["p99"]:.2f} ms'
+        for d in dds))
+    header = (f'{"rate Hz":>7} {"trigger":>11} {"executor":>15} {"achieved":>8} '
+              f'{"gap p99 ms":>10} '
               f'{"sampler p50/p99 ms":>18} {"obs->cmd p50/p99 ms":>19} {"p99-sampler":>11} '
               f'{"paced":>6} {"delivery p50/p99":>16} {"in node p50/p99":>15} '
               f'{"missed":>10} {"held":>4} {"stop":>4} {"ep":>3} {"CPU pol/sim %":>13}')
@@ -336,7 +350,8 @@ def main() -> None:
     for r in rows:
         over = r['obs_to_cmd_ms']['p99'] - alone['p99']
         over_paced = r['obs_to_cmd_ms']['p99'] - paced[r['rate_hz']]['p99']
-        print(f'{r["rate_hz"]:7.0f} {r["trigger"]:>11} {r["achieved_hz"]:8.2f} '
+        print(f'{r["rate_hz"]:7.0f} {r["trigger"]:>11} {r["executor"]:>15} '
+              f'{r["achieved_hz"]:8.2f} '
               f'{r["gap_ms_p99"]:10.2f} '
               f'{r["sampler_ms"]["p50"]:8.3f}/{r["sampler_ms"]["p99"]:<9.3f} '
               f'{r["obs_to_cmd_ms"]["p50"]:8.2f}/{r["obs_to_cmd_ms"]["p99"]:<10.2f} '

@@ -64,6 +64,9 @@ from rldt_ros.safety import Mode
 from rldt_ros.safety import ReadingCheck
 from rldt_ros.safety import Watchdog
 from rldt_ros.sampler import ChunkSampler
+from rldt_ros.spinning import make_executor
+from rldt_ros.spinning import spin
+from rldt_ros.spinning import with_message_info
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE_IMAGES = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -145,6 +148,7 @@ class PolicyNode(Node):
         self._measured: np.ndarray | None = None  # latest plausible arm position, card order
         self._last_slot_ns: int | None = None  # node clock of the last served slot
         self._slot_s = -np.inf  # monotonic time of the last served slot
+        self._rephased_s = -np.inf  # monotonic time the control timer was last re-phased
         self._since_s = -np.inf  # an observation completes when all its parts are newer
         self._waiting = False  # a slot's tick came; the next whole observation serves it
         self._slot_skipped = False  # a slot waited for a new episode's first observation
@@ -157,7 +161,7 @@ class PolicyNode(Node):
         self.counts = dict.fromkeys(
             ('ticks', 'published', 'held', 'stopped', 'chunks', 'rejected_chunks',
              'skipped_actions', 'rejected_obs', 'converted_images', 'missed_ticks',
-             'early_slots', 'late_slots', 'episodes'), 0)
+             'early_slots', 'late_slots', 'stale_ticks', 'episodes'), 0)
         span = p['stats_window_s']
         self.sampler_ms = diagnostics.Window(span)
         self.obs_to_cmd_ms = diagnostics.Window(span)
@@ -167,7 +171,8 @@ class PolicyNode(Node):
         self.in_node_ms = diagnostics.Window(span)
         self.image_ms = diagnostics.Window(span)
 
-        self.create_subscription(JointState, 'joint_states', self._on_joint_state, RELIABLE)
+        self.create_subscription(JointState, 'joint_states',
+                                 with_message_info(self._on_joint_state), RELIABLE)
         if p['episode_topic']:
             self.create_subscription(String, p['episode_topic'], self._on_episode_end, RELIABLE)
         image_qos = qos_profile_sensor_data if p['image_reliability'] == 'best_effort' \
@@ -284,7 +289,7 @@ class PolicyNode(Node):
         self._on_observation('state')
 
     def _image_callback(self, camera):
-        return lambda msg, info: self._on_image(msg, info, camera)
+        return with_message_info(lambda msg, info: self._on_image(msg, info, camera))
 
     def _on_image(self, msg: Image, info, camera) -> None:
         start = time.perf_counter()
@@ -324,7 +329,7 @@ class PolicyNode(Node):
             # The new episode's first observation, for a slot that could not wait for the
             # next tick: under sim time a lockstep sim sends no /clock until it is answered.
             if self.event_driven:
-                self.timer.reset()  # as for any slot served by its observation
+                self._rephase_timer()  # as for any slot served by its observation
             self._serve_slot()
             return
         if not self.event_driven or not self._refill_due() or \
@@ -340,8 +345,12 @@ class PolicyNode(Node):
             return
         self.counts['late_slots' if self._waiting else 'early_slots'] += 1
         self._waiting = False
-        self.timer.reset()  # the next slot one period after this observation
+        self._rephase_timer()  # the next slot one period after this observation
         self._serve_slot()
+
+    def _rephase_timer(self) -> None:
+        self.timer.reset()
+        self._rephased_s = time.monotonic()
 
     def _on_episode_end(self, msg: String) -> None:
         """The simulator reset its world: what is queued was planned for the old one, and
@@ -374,6 +383,14 @@ class PolicyNode(Node):
                 and self.cache.arrived_since(self._fresh_after_s))
 
     def _on_timer(self) -> None:
+        if time.monotonic() - self._rephased_s < 0.5 / self.rate_hz:
+            # A tick that fell due before the timer was re-phased: the EventsExecutor queues
+            # a timer's call when it falls due and makes it even if the timer is reset
+            # meanwhile. Serving it would send a second command in the same slot, and rcl
+            # counted it as the tick after the re-phase: reset again, or that one is skipped.
+            self.counts['stale_ticks'] += 1
+            self.timer.reset()
+            return
         self._collect_chunk()
         if self.event_driven and self.inline_inference and not self._waiting \
                 and self._refill_due():
@@ -595,7 +612,11 @@ def main(args=None) -> int:
             except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
                 print(f'policy_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
                 return 1
-            rclpy.spin(node)
+            executor, kind, warning = make_executor(node.get_parameter('executor').value)
+            if warning:
+                node.get_logger().warning(warning)
+            node.get_logger().info(f'callbacks on the {kind} executor')
+            spin(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # shutting down already
     return 0

@@ -9,15 +9,17 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from conftest import make_model
+from conftest import output
 from conftest import REPO
 from rldt_ros.tasks import make_task
 
 RATE_HZ = 20.0
 
 
-@pytest.mark.parametrize('command_type', ['commands', 'joint_trajectory'])
+@pytest.mark.parametrize('command_type, executor', [
+    ('commands', 'events'), ('joint_trajectory', 'events'), ('commands', 'single_threaded')])
 def test_closed_loop_commands_at_rate_finite_in_limits_and_episode_scored(
-        command_type, tmp_path, probe, procs):
+        command_type, executor, tmp_path, probe, procs):
     task = make_task('cube_push')
     low, high = task.action_low, task.action_high
     # bias 0.05 rad: the arm drifts against the limits, so clamping is exercised, not idle.
@@ -26,11 +28,13 @@ def test_closed_loop_commands_at_rate_finite_in_limits_and_episode_scored(
     commands = probe.record(msg_type, f'/forward_position_controller/{command_type}')
     episodes = probe.record(String, '/sim_node/episode')
     reports = probe.record(String, '/policy_node/stats')
-    procs.start('run', 'loop', '--model', str(folder), '--',
-                '-p', f'command_type:={command_type}', '-p', 'max_episode_steps:=30',
-                '-p', 'diagnostics_period_s:=0.2')
+    loop = procs.start('run', 'loop', '--model', str(folder), '--',
+                       '-p', f'command_type:={command_type}', '-p', 'max_episode_steps:=30',
+                       '-p', 'diagnostics_period_s:=0.2', '-p', f'executor:={executor}')
     probe.wait_for(lambda: len(episodes) >= 1 and len(commands) >= 50, 30,
                    '50 commands and one scored episode')
+    for node in ('policy_node', 'sim_node'):
+        assert f'[{node}]: callbacks on the {executor} executor' in output(loop), node
     with probe.lock:
         cmds = list(commands)
         result = json.loads(episodes[0][1].data)
