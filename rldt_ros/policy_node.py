@@ -64,7 +64,6 @@ from rldt_ros.safety import Mode
 from rldt_ros.safety import ReadingCheck
 from rldt_ros.safety import Watchdog
 from rldt_ros.sampler import ChunkSampler
-from rldt_ros.spinning import make_executor
 from rldt_ros.spinning import spin
 from rldt_ros.spinning import with_message_info
 
@@ -612,11 +611,7 @@ def main(args=None) -> int:
             except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
                 print(f'policy_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
                 return 1
-            executor, kind, warning = make_executor(node.get_parameter('executor').value)
-            if warning:
-                node.get_logger().warning(warning)
-            node.get_logger().info(f'callbacks on the {kind} executor')
-            spin(node, executor)
+            spin(node, node.get_parameter('executor').value)
     except (KeyboardInterrupt, ExternalShutdownException):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # shutting down already
     return 0

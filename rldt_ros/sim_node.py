@@ -36,9 +36,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rldt_ros.parameters import declare
-from rldt_ros.spinning import make_executor
-from rldt_ros.spinning import spin
 from rldt_ros.parameters import SIM_PARAMETERS
+from rldt_ros.spinning import spin
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -302,12 +301,8 @@ def main(args=None) -> int:
             except Exception as exc:  # noqa: BLE001 - any startup failure ends the process clearly
                 print(f'sim_node: cannot start: {type(exc).__name__}: {exc}', file=sys.stderr)
                 return 1
-            executor, kind, warning = make_executor(node.get_parameter('executor').value)
-            if warning:
-                node.get_logger().warning(warning)
-            node.get_logger().info(f'callbacks on the {kind} executor')
             try:
-                spin(node, executor)
+                spin(node, node.get_parameter('executor').value)
             finally:
                 node.world.close()
     except (KeyboardInterrupt, ExternalShutdownException):

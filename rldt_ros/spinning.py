@@ -43,9 +43,14 @@ def make_executor(kind: str, context=None):
     return SingleThreadedExecutor(context=context), 'single_threaded', None
 
 
-def spin(node, executor, wait_s: float = 0.5) -> None:
-    """Runs `node`'s callbacks until its context shuts down (Ctrl-C, SIGTERM, rclpy.shutdown).
-    One callback per call: the EventsExecutor's own `spin()` busy-waits (module docstring)."""
+def spin(node, kind: str, wait_s: float = 0.5) -> None:
+    """Runs `node`'s callbacks on a `kind` executor (logged) until its context shuts down
+    (Ctrl-C, SIGTERM, rclpy.shutdown). One callback per call: the EventsExecutor's own
+    `spin()` busy-waits (module docstring)."""
+    executor, used, warning = make_executor(kind, context=node.context)
+    if warning:
+        node.get_logger().warning(warning)
+    node.get_logger().info(f'callbacks on the {used} executor')
     executor.add_node(node)
     try:
         while node.context.ok():
