@@ -59,11 +59,11 @@ POLICY_PARAMETERS = {
         "timer re-phased to it; 'timer' = on the next control tick (up to a period later). "
         'With use_sim_time both are the /clock tick, which follows the simulated step.'),
         None, True),
-    'executor': ('events', (
-        "rclpy executor running the callbacks: 'events' (rclpy.experimental.EventsExecutor: "
-        'dispatch from C++, about half the CPU and a lower latency tail; falls back to '
-        "'single_threaded' with a warning where rclpy has none, e.g. Jazzy) or "
-        "'single_threaded'."), None, True),
+    'executor': ('single_threaded', (
+        "rclpy executor running the callbacks: 'single_threaded' (rclpy's Python executor) or "
+        "'events' (rclpy.experimental.EventsExecutor, opt-in: dispatch from C++, lower median "
+        'latency and CPU; falls back to single_threaded with a warning where rclpy has none, '
+        'e.g. Jazzy).'), None, True),
     'inline_inference': (True, (
         'Sample a chunk inside the control tick when the queue runs low, so its first action '
         'goes out on the tick of its observation (the latency the policy was trained with). '
@@ -164,11 +164,11 @@ SIM_PARAMETERS = {
     'wait_for_command': (True, ('Start each run paused until the first command arrives, so '
                                 'episodes are not scored while the policy is still loading.'),
                          None, True),
-    'executor': ('events', (
-        "rclpy executor running the callbacks: 'events' (rclpy.experimental.EventsExecutor: "
-        'dispatch from C++, about half the CPU and a lower latency tail; falls back to '
-        "'single_threaded' with a warning where rclpy has none, e.g. Jazzy) or "
-        "'single_threaded'."), None, True),
+    'executor': ('single_threaded', (
+        "rclpy executor running the callbacks: 'single_threaded' (rclpy's Python executor) or "
+        "'events' (rclpy.experimental.EventsExecutor, opt-in: dispatch from C++, lower median "
+        'latency and CPU; falls back to single_threaded with a warning where rclpy has none, '
+        'e.g. Jazzy).'), None, True),
     'auto_reset': (True, 'Start the next episode when one ends.', None, True),
 }
 

@@ -17,7 +17,8 @@ RATE_HZ = 20.0
 
 
 @pytest.mark.parametrize('command_type, executor', [
-    ('commands', 'events'), ('joint_trajectory', 'events'), ('commands', 'single_threaded')])
+    ('commands', 'single_threaded'), ('joint_trajectory', 'single_threaded'),
+    ('commands', 'events')])
 def test_closed_loop_commands_at_rate_finite_in_limits_and_episode_scored(
         command_type, executor, tmp_path, probe, procs):
     task = make_task('cube_push')
