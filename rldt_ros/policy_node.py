@@ -147,7 +147,6 @@ class PolicyNode(Node):
         self._measured: np.ndarray | None = None  # latest plausible arm position, card order
         self._last_slot_ns: int | None = None  # node clock of the last served slot
         self._slot_s = -np.inf  # monotonic time of the last served slot
-        self._rephased_s = -np.inf  # monotonic time the control timer was last re-phased
         self._since_s = -np.inf  # an observation completes when all its parts are newer
         self._waiting = False  # a slot's tick came; the next whole observation serves it
         self._slot_skipped = False  # a slot waited for a new episode's first observation
@@ -328,7 +327,7 @@ class PolicyNode(Node):
             # The new episode's first observation, for a slot that could not wait for the
             # next tick: under sim time a lockstep sim sends no /clock until it is answered.
             if self.event_driven:
-                self._rephase_timer()  # as for any slot served by its observation
+                self.timer.reset()  # as for any slot served by its observation
             self._serve_slot()
             return
         if not self.event_driven or not self._refill_due() or \
@@ -344,12 +343,8 @@ class PolicyNode(Node):
             return
         self.counts['late_slots' if self._waiting else 'early_slots'] += 1
         self._waiting = False
-        self._rephase_timer()  # the next slot one period after this observation
+        self.timer.reset()  # the next slot one period after this observation
         self._serve_slot()
-
-    def _rephase_timer(self) -> None:
-        self.timer.reset()
-        self._rephased_s = time.monotonic()
 
     def _on_episode_end(self, msg: String) -> None:
         """The simulator reset its world: what is queued was planned for the old one, and
@@ -382,11 +377,11 @@ class PolicyNode(Node):
                 and self.cache.arrived_since(self._fresh_after_s))
 
     def _on_timer(self) -> None:
-        if time.monotonic() - self._rephased_s < 0.5 / self.rate_hz:
-            # A tick that fell due before the timer was re-phased: the EventsExecutor queues
-            # a timer's call when it falls due and makes it even if the timer is reset
-            # meanwhile. Serving it would send a second command in the same slot, and rcl
-            # counted it as the tick after the re-phase: reset again, or that one is skipped.
+        if (self.timer.time_until_next_call() or 0) > 1.5e9 / self.rate_hz:
+            # A stale call: rcl counted it as the next tick, so the next is two periods off.
+            # The EventsExecutor makes them (rldt_ros/spinning.py): a call that fell due before
+            # the timer was re-phased, or a due timer dispatched twice (sim time). Serving it
+            # would send a second command in one slot and skip the next: reset instead.
             self.counts['stale_ticks'] += 1
             self.timer.reset()
             return

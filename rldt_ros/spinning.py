@@ -4,14 +4,19 @@ The executor is most of a Python node's overhead per message: rclpy's SingleThre
 rebuilds a wait set in Python for every callback; the EventsExecutor (rclpy.experimental,
 Kilted and newer) dispatches from C++. Measured on the loop benchmark (bench/ros_latency.py,
 2-core VM): 35-45% less CPU per node and a lower observation -> command median. Opt-in
-(`executor: events`): with it as the default, one closed-loop lockstep test run of two
-counted a simulated step without a command, not yet explained.
+(`executor: events`), because of the fourth defect below.
 
-rclpy 9.1's EventsExecutor has two defects this module works around:
+rclpy 9.1's EventsExecutor has four defects; this module works around the first two:
 - its `spin()` busy-waits without running any callback (100% CPU, timers never fire), so
   `spin` here runs `spin_once` in a loop, which works;
 - it calls a subscription callback that takes message info with one (msg, info) tuple
-  instead of two arguments; `with_message_info` accepts both.
+  instead of two arguments; `with_message_info` accepts both;
+- it makes stale timer calls (one that fell due before the timer was reset, or a due timer
+  dispatched twice on sim time, as far as measured), and rcl counts each as the next tick;
+  the policy node's control timer recognises them (`PolicyNode._on_timer`);
+- `spin_once` can raise `RuntimeError: Unable to convert call argument '0' to Python object`
+  while a SIGINT shuts it down (once in a run of tests/ros: the sim node printed a traceback
+  and exited non-zero); not worked around.
 Older rclpy (Jazzy) has no EventsExecutor: `make_executor` falls back to the single-threaded one
 and says so.
 """
