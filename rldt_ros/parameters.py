@@ -24,6 +24,13 @@ INFERENCE_TRIGGERS = ('observation', 'timer')
 RELIABILITIES = ('best_effort', 'reliable')
 ANY_TYPE = 'any type'  # marks a parameter that takes more than one type (deterministic)
 
+# Both nodes: which rclpy executor runs their callbacks (rldt_ros/spinning.py).
+EXECUTOR_PARAMETER = ('single_threaded', (
+    "rclpy executor running the callbacks: 'single_threaded' (rclpy's Python executor) or "
+    "'events' (rclpy.experimental.EventsExecutor, opt-in: dispatch from C++, lower median "
+    'latency and CPU; falls back to single_threaded with a warning where rclpy has none, '
+    'e.g. Jazzy).'), None, True)
+
 # name: (default or type if unset, description, range or None, read_only). Read-only: changing
 # them live would swap the model, the topics, the limits or the timing under a moving robot.
 POLICY_PARAMETERS = {
@@ -59,11 +66,7 @@ POLICY_PARAMETERS = {
         "timer re-phased to it; 'timer' = on the next control tick (up to a period later). "
         'With use_sim_time both are the /clock tick, which follows the simulated step.'),
         None, True),
-    'executor': ('single_threaded', (
-        "rclpy executor running the callbacks: 'single_threaded' (rclpy's Python executor) or "
-        "'events' (rclpy.experimental.EventsExecutor, opt-in: dispatch from C++, lower median "
-        'latency and CPU; falls back to single_threaded with a warning where rclpy has none, '
-        'e.g. Jazzy).'), None, True),
+    'executor': EXECUTOR_PARAMETER,
     'inline_inference': (True, (
         'Sample a chunk inside the control tick when the queue runs low, so its first action '
         'goes out on the tick of its observation (the latency the policy was trained with). '
@@ -164,11 +167,7 @@ SIM_PARAMETERS = {
     'wait_for_command': (True, ('Start each run paused until the first command arrives, so '
                                 'episodes are not scored while the policy is still loading.'),
                          None, True),
-    'executor': ('single_threaded', (
-        "rclpy executor running the callbacks: 'single_threaded' (rclpy's Python executor) or "
-        "'events' (rclpy.experimental.EventsExecutor, opt-in: dispatch from C++, lower median "
-        'latency and CPU; falls back to single_threaded with a warning where rclpy has none, '
-        'e.g. Jazzy).'), None, True),
+    'executor': EXECUTOR_PARAMETER,
     'auto_reset': (True, 'Start the next episode when one ends.', None, True),
 }
 
