@@ -1,12 +1,13 @@
-"""Which rclpy executor runs a node's callbacks, and the two workarounds the fast one needs.
+"""Which rclpy executor runs a node's callbacks, and the workarounds the fast one needs.
 
 The executor is most of a Python node's overhead per message: rclpy's SingleThreadedExecutor
 rebuilds a wait set in Python for every callback; the EventsExecutor (rclpy.experimental,
 Kilted and newer) dispatches from C++. Measured on the loop benchmark (bench/ros_latency.py,
 2-core VM): 35-45% less CPU per node and a lower observation -> command median. Opt-in
-(`executor: events`), because of the fourth defect below.
+(`executor: events`).
 
-rclpy 9.1's EventsExecutor has four defects; this module works around the first two:
+rclpy 9.1's EventsExecutor has four defects; this module works around the first two and the
+last:
 - its `spin()` busy-waits without running any callback (100% CPU, timers never fire), so
   `spin` here runs `spin_once` in a loop, which works;
 - it calls a subscription callback that takes message info with one (msg, info) tuple
@@ -16,15 +17,23 @@ rclpy 9.1's EventsExecutor has four defects; this module works around the first 
   the policy node's control timer recognises them (`PolicyNode._on_timer`);
 - `spin_once` can raise `RuntimeError: Unable to convert call argument '0' to Python object`
   while a SIGINT shuts it down (once in a run of tests/ros: the sim node printed a traceback
-  and exited non-zero); not worked around.
+  and exited non-zero). rclpy's signal handler shuts the context down, so `spin` treats an
+  error raised while the context goes down (within `SHUTDOWN_GRACE_S`) as the shutdown it is,
+  and re-raises any other.
 Older rclpy (Jazzy) has no EventsExecutor: `make_executor` falls back to the single-threaded one
 and says so.
 """
 import inspect
+import sys
+import time
 
 from rclpy.executors import SingleThreadedExecutor
 
 EXECUTORS = ('events', 'single_threaded')
+# How long an executor error may precede its context's shutdown and still count as part of it:
+# rclpy's signal handler shuts the context down from its own thread, microseconds to
+# milliseconds after the signal.
+SHUTDOWN_GRACE_S = 1.0
 
 
 def events_executor_class():
@@ -58,12 +67,30 @@ def spin(node, kind: str, wait_s: float = 0.5) -> None:
     if warning:
         node.get_logger().warning(warning)
     node.get_logger().info(f'callbacks on the {used} executor')
+    name = node.get_name()  # the node is destroyed once its context is shut down
     executor.add_node(node)
     try:
         while node.context.ok():
-            executor.spin_once(timeout_sec=wait_s)
+            try:
+                executor.spin_once(timeout_sec=wait_s)
+            except RuntimeError as exc:
+                if not goes_down(node.context, SHUTDOWN_GRACE_S):
+                    raise
+                print(f'{name}: shutting down (the executor raised on the way, '
+                      f'ignored: {type(exc).__name__}: {exc})', file=sys.stderr)
+                return
     finally:
         executor.remove_node(node)
+
+
+def goes_down(context, within_s: float) -> bool:
+    """True once `context` is shut down, waiting up to `within_s` for it."""
+    deadline = time.monotonic() + within_s
+    while context.ok():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 class with_message_info:  # noqa: N801 - used like a function: with_message_info(callback)

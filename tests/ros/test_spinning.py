@@ -84,3 +84,31 @@ def test_events_falls_back_with_a_warning_where_rclpy_has_no_events_executor(mon
     executor, used, warning = make_executor('events', context=context)
     assert isinstance(executor, SingleThreadedExecutor) and used == 'single_threaded'
     assert 'EventsExecutor' in warning and 'single-threaded' in warning
+
+
+@pytest.mark.parametrize('kind', EXECUTORS)
+@pytest.mark.parametrize('shuts_down', [True, False], ids=['shutting_down', 'running'])
+def test_an_executor_error_ends_spin_quietly_only_while_the_context_goes_down(
+        kind, shuts_down, context, capfd):
+    """rclpy 9.1's EventsExecutor once raised a RuntimeError from spin_once while a SIGINT shut
+    the context down (rclpy's signal handler does that from its own thread). Here a callback
+    raises, the context going down 50 ms later or not at all: the first is a quiet shutdown,
+    the second an error that must still reach the caller."""
+    node = rclpy.create_node('spinning_error', context=context)
+
+    def fail():
+        if shuts_down:
+            threading.Timer(0.05, lambda: rclpy.shutdown(context=context)).start()
+        raise RuntimeError('Unable to convert call argument')
+    node.create_timer(0.05, fail)
+    start = time.monotonic()
+    if shuts_down:
+        spin(node, kind)
+        assert 'shutting down (the executor raised on the way, ignored: RuntimeError' in \
+            capfd.readouterr().err
+    else:
+        with pytest.raises(RuntimeError, match='Unable to convert'):
+            spin(node, kind)
+        assert context.ok()
+    assert time.monotonic() - start < 5
+    node.destroy_node()
