@@ -135,6 +135,7 @@ def sampler_alone(folder: Path, providers: str, runs: int = 2000, pause_s: float
 
 DDS_PUBLISHER = r"""
 import sys, rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 rclpy.init(domain_id=int(sys.argv[1]))
@@ -148,7 +149,10 @@ def tick():
     msg.header.stamp = node.get_clock().now().to_msg()
     pub.publish(msg)
 node.create_timer(1.0 / float(sys.argv[2]), tick)
-rclpy.spin(node)
+try:
+    rclpy.spin(node)
+except (KeyboardInterrupt, ExternalShutdownException):
+    pass  # stopped by stop_all's Ctrl-C
 """
 
 
