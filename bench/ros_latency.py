@@ -153,6 +153,9 @@ try:
     rclpy.spin(node)
 except (KeyboardInterrupt, ExternalShutdownException):
     pass  # stopped by stop_all's Ctrl-C
+except RuntimeError:  # the Ctrl-C shut the context down under a wait set being built
+    if rclpy.ok():
+        raise
 """
 
 
