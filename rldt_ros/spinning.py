@@ -3,8 +3,8 @@
 The executor is most of a Python node's overhead per message: rclpy's SingleThreadedExecutor
 rebuilds a wait set in Python for every callback; the EventsExecutor (rclpy.experimental,
 Kilted and newer) dispatches from C++. Measured on the loop benchmark (bench/ros_latency.py,
-2-core VM): 35-45% less CPU per node and a lower observation -> command median. Opt-in
-(`executor: events`).
+2-core VM): 35-45% less CPU per node and a lower observation -> command latency. It is the
+default (`executor: events`); `executor: single_threaded` selects rclpy's Python executor.
 
 rclpy 9.1's EventsExecutor has four defects; this module works around the first two and the
 last:
