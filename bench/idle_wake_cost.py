@@ -45,7 +45,10 @@ node.create_subscription(Float64MultiArray, 'bench_commands', lambda msg: None,
 try:
     rclpy.spin(node)
 except (KeyboardInterrupt, ExternalShutdownException):
-    pass
+    pass  # stopped by the bench's SIGTERM
+except RuntimeError:  # the signal shut the context down under a wait set being built
+    if rclpy.ok():
+        raise
 """
 MODES = ('back to back', 'after 10 ms sleep', 'after 10 ms busy-wait')
 
@@ -95,12 +98,13 @@ def main() -> None:
     while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
 
+    command = Float64MultiArray(data=action.tolist())
     steps = {
         'map joint states': lambda: mapper.state(joints, positions, velocities),
         'sample a chunk': lambda: sampler.sample(obs),
         'filter the action': lambda: command_filter.apply(action, measured),
         'build the command': lambda: Float64MultiArray(data=action.tolist()),
-        'publish the command': lambda: publisher.publish(Float64MultiArray(data=action.tolist())),
+        'publish the command': lambda: publisher.publish(command),
     }
     results = {}
     try:
