@@ -198,6 +198,11 @@ class LatestCache:
         with self._lock:
             return all(self._arrived.get(k, -np.inf) > since_s for k in self.keys)
 
+    def stamp_ns(self, key: str) -> int:
+        """The header stamp of `key`'s latest value (0: none yet, or unstamped)."""
+        with self._lock:
+            return self._stamps.get(key, 0)
+
     def renew_stamped_after(self, stamp_ns: int, arrived_s: float) -> list[str]:
         """Counts every value whose header stamp is after `stamp_ns` (its source's clock) as
         arrived at `arrived_s` (this clock): it belongs to what started after that stamp, even

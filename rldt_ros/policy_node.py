@@ -7,7 +7,8 @@ Runtime releases the GIL), so the control timer never waits for inference.
 
 A control slot is served by `_serve_slot`: from the control timer, or (inference_trigger
 'observation') from the arrival of the observation a new chunk needs, which then re-phases
-the timer; chunks come from one `_request_chunk` path either way.
+the timer; chunks come from one `_request_chunk` path either way. Under use_sim_time there is
+no timer: /clock updates are the ticks (`_on_clock`, rldt_ros/sim_time.py).
 """
 import concurrent.futures
 import json
@@ -24,6 +25,8 @@ from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock
 from rclpy.clock import ClockType
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration as RosDuration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -64,6 +67,7 @@ from rldt_ros.safety import Mode
 from rldt_ros.safety import ReadingCheck
 from rldt_ros.safety import Watchdog
 from rldt_ros.sampler import ChunkSampler
+from rldt_ros.sim_time import SimTimeSlots
 from rldt_ros.spinning import spin
 from rldt_ros.spinning import with_message_info
 
@@ -150,6 +154,7 @@ class PolicyNode(Node):
         self._since_s = -np.inf  # an observation completes when all its parts are newer
         self._waiting = False  # a slot's tick came; the next whole observation serves it
         self._slot_skipped = False  # a slot waited for a new episode's first observation
+        self._pending_slot_ns: int | None = None  # sim time: a slot waits for its state
         self._fresh_after_s = -np.inf  # chunks only from observations newer than this
         self._generation = 0  # chunks sampled before an episode ended are dropped
         self._latency_from: tuple[int, int] | None = None  # (published, arrived) ns, wall
@@ -169,10 +174,13 @@ class PolicyNode(Node):
         self.in_node_ms = diagnostics.Window(span)
         self.image_ms = diagnostics.Window(span)
 
-        self.create_subscription(JointState, 'joint_states',
-                                 with_message_info(self._on_joint_state), RELIABLE)
+        # The episode report first: rclpy's single-threaded executor handles a batch of ready
+        # messages in subscription order, and the report must clear the old episode's actions
+        # before the new episode's first state is served (the simulator sends it first).
         if p['episode_topic']:
             self.create_subscription(String, p['episode_topic'], self._on_episode_end, RELIABLE)
+        self.create_subscription(JointState, 'joint_states',
+                                 with_message_info(self._on_joint_state), RELIABLE)
         image_qos = qos_profile_sensor_data if p['image_reliability'] == 'best_effort' \
             else RELIABLE_IMAGES
         for camera in card.cameras:
@@ -187,7 +195,16 @@ class PolicyNode(Node):
         self.create_service(Trigger, '~/estop', self._on_estop)
         self.create_service(Trigger, '~/reset_estop', self._on_reset_estop)
         self.create_service(Trigger, '~/rearm', self._on_rearm)
-        self.timer = self.create_timer(1.0 / self.rate_hz, self._on_timer)
+        if sim_time:  # ticks are /clock updates (rldt_ros/sim_time.py): no control timer
+            self.timer = None
+            self.sim_slots = SimTimeSlots(round(1e9 / self.rate_hz))
+            self._clock_jumps = self.get_clock().create_jump_callback(
+                JumpThreshold(min_forward=RosDuration(nanoseconds=1),
+                              min_backward=RosDuration(nanoseconds=-1)),
+                post_callback=self._on_clock)
+        else:
+            self.sim_slots = None
+            self.timer = self.create_timer(1.0 / self.rate_hz, self._on_timer)
         # Diagnostics on a steady clock: they must keep reporting when /clock stops (sim died).
         self.create_timer(p['diagnostics_period_s'], self._on_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -196,12 +213,14 @@ class PolicyNode(Node):
         self._check_training_conditions()
         limits = joint_limits.describe(card.action_names, robot.low, robot.high,
                                        card.action_units)
+        trigger = 'observation' if self.event_driven else '/clock tick' if sim_time \
+            else 'timer tick'
         for line in (
                 f'model {card.name} {card.version} ({card.task}) on {self.sampler.provider}: '
                 f'H={card.chunk_length}, {self.rate_hz} Hz, refill at {self.refill_threshold}, '
                 f'{"inline" if self.inline_inference else "worker"} inference on the '
-                f'{"observation" if self.event_driven else "timer tick"}, deterministic='
-                f'{deterministic} ({"card" if p["deterministic"] == "card" else "parameter"})',
+                f'{trigger}, deterministic={deterministic} '
+                f'({"card" if p["deterministic"] == "card" else "parameter"})',
                 f'staleness by {self.staleness_clock} time, auto_resume={p["auto_resume"]}, '
                 f'max_delta_per_tick={p["max_delta_per_tick"]}',
                 f'joint limits in force ({robot.limits_from}): {limits}',
@@ -220,6 +239,10 @@ class PolicyNode(Node):
                         and param.value > self.filter.max_delta_per_tick):
                     reason = ('max_delta_per_tick cannot be raised while enable_control is '
                               'true (lowering is allowed); disable control first')
+            if param.name == 'use_sim_time' and self.filter is not None and \
+                    bool(param.value) != (self.sim_slots is not None):
+                reason = ('use_sim_time is read at start (the control ticks are a wall-clock '
+                          'timer or /clock updates): restart the node to change it')
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
         if self.filter is not None:  # a change at run time, not a declaration
@@ -323,12 +346,17 @@ class PolicyNode(Node):
         """
         now_s = time.monotonic()
         self.obs_clock.arrived(key, now_s)
+        if self._pending_slot_ns is not None and key == 'state' and \
+                self.cache.stamp_ns('state') >= self._pending_slot_ns:
+            self._pending_slot_ns = None  # sim time: the state this slot waited for
+            self._serve_observed_slot()
+            return
         if self._slot_skipped and self.cache.arrived_since(self._fresh_after_s):
             # The new episode's first observation, for a slot that could not wait for the
             # next tick: under sim time a lockstep sim sends no /clock until it is answered.
             if self.event_driven:
                 self.timer.reset()  # as for any slot served by its observation
-            self._serve_slot()
+            self._serve_observed_slot()
             return
         if not self.event_driven or not self._refill_due() or \
                 not self.cache.arrived_since(self._since_s):
@@ -376,6 +404,30 @@ class PolicyNode(Node):
                 and self.cache.snapshot(self.max_obs_age_s) is not None
                 and self.cache.arrived_since(self._fresh_after_s))
 
+    def _serve_observed_slot(self) -> None:
+        """A slot served on an observation's arrival. Under sim time it is the slot at the
+        state's stamp: the clock reaching that time is not another one."""
+        if self.sim_slots is None:
+            self._serve_slot()
+            return
+        stamp_ns = self.cache.stamp_ns('state')
+        self._serve_slot(stamp_ns or None)
+        self.sim_slots.served_through(stamp_ns)
+
+    def _on_clock(self, jump) -> None:
+        """Sim time: a /clock update (rldt_ros/sim_time.py). A slot when it reaches the next
+        one, served now if the state stamped at it is here, else when it comes; a slot still
+        waiting at the next update is served then with the latest state, as a timer would."""
+        now_ns = self.get_clock().now().nanoseconds
+        if self.sim_slots.due(now_ns):
+            if 0 < self.cache.stamp_ns('state') < now_ns:
+                self._pending_slot_ns = now_ns
+                return
+        elif self._pending_slot_ns is None:
+            return
+        self._pending_slot_ns = None
+        self._serve_slot()
+
     def _on_timer(self) -> None:
         if (self.timer.time_until_next_call() or 0) > 1.5e9 / self.rate_hz:
             # A stale call: rcl counted it as the next tick, so the next is two periods off.
@@ -395,11 +447,13 @@ class PolicyNode(Node):
         self._waiting = False
         self._serve_slot()
 
-    def _serve_slot(self) -> None:
+    def _serve_slot(self, slot_ns: int | None = None) -> None:
         """One control slot: refill the queue if it runs low, pop this slot's action, and send
-        it (RUN), resend the last command (HOLD) or send nothing (STOP) as the watchdog says."""
+        it (RUN), resend the last command (HOLD) or send nothing (STOP) as the watchdog says.
+        `slot_ns`: the slot's time on the node clock, if not now (sim time: the stamp of the
+        state that arrived before the clock got there)."""
         now_s = time.monotonic()
-        now_ns = self.get_clock().now().nanoseconds
+        now_ns = self.get_clock().now().nanoseconds if slot_ns is None else slot_ns
         if not self.cache.arrived_since(self._fresh_after_s) and \
                 now_s - self._fresh_after_s < self.max_obs_age_s:
             # An episode just ended; its successor's first observation is on its way and

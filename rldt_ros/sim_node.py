@@ -214,9 +214,18 @@ class SimNode(Node):
             self.episode_return += self.world.reward()
         # Sim time runs while waiting too: a policy on use_sim_time needs it to tick at all.
         self.sim_time_ns += round(self.period_s * 1e9)
-        self._publish_state()
         limit = self.world.max_episode_steps
-        if self.commanded and (self.world.success() or (limit and self.steps >= limit)):
+        ended = self.commanded and (self.world.success() or (limit and self.steps >= limit))
+        if ended and self.auto_reset:
+            # The report, then the new episode's first state in place of the final one: no
+            # command is wanted for a final state, and so every state sent asks for exactly one
+            # command, planned in the same world (lockstep waits for it). A final state sent
+            # and answered while the report is on its way had its answer taken for the new
+            # world's first: a quarter of the episodes of a lockstep loop started on a command
+            # from the old world, and the loop then ran a state behind until the next reset.
+            self._end_episode()
+        self._publish_state()
+        if ended and not self.auto_reset:
             self._end_episode()
 
     def _end_episode(self) -> None:

@@ -14,7 +14,8 @@ last:
   instead of two arguments; `with_message_info` accepts both;
 - it makes stale timer calls (one that fell due before the timer was reset, or a due timer
   dispatched twice on sim time, as far as measured), and rcl counts each as the next tick;
-  the policy node's control timer recognises them (`PolicyNode._on_timer`);
+  the policy node's control timer recognises them (`PolicyNode._on_timer`), and under sim
+  time the node has no timer (rldt_ros/sim_time.py);
 - `spin_once` can raise `RuntimeError: Unable to convert call argument '0' to Python object`
   while a SIGINT shuts it down (once in a run of tests/ros: the sim node printed a traceback
   and exited non-zero). rclpy's signal handler shuts the context down, so `spin` treats an

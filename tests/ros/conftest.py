@@ -258,3 +258,22 @@ def procs(domain_id, tmp_path):
     p = Processes(domain_id, tmp_path)
     yield p
     p.stop_all()
+
+
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing node test shows what its child processes printed (their logs live in the
+    test's tmp_path, which a CI machine does not keep): the last lines of each, in the report."""
+    outcome = yield
+    report = outcome.get_result()
+    procs = getattr(item, 'funcargs', {}).get('procs')
+    if report.when != 'call' or not report.failed or procs is None:
+        return
+    for proc in procs.procs:
+        lines = Path(proc.log_path).read_text(errors='replace').splitlines()
+        state = 'running' if proc.poll() is None else f'exit code {proc.returncode}'
+        report.sections.append((f'{" ".join(proc.args[3:6])} ({state}), last '
+                                f'{LOG_TAIL_LINES} lines', '\n'.join(lines[-LOG_TAIL_LINES:])))

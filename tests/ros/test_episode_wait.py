@@ -105,7 +105,7 @@ def test_a_first_state_that_overtakes_the_episode_report_is_answered(tmp_path, p
 
 def test_a_slot_skipped_for_a_new_episode_is_served_when_its_first_state_comes(tmp_path, probe,
                                                                               procs):
-    """Under sim time the control timer ticks on /clock. A lockstep simulator publishes a
+    """Under sim time the control slots tick on /clock. A lockstep simulator publishes a
     step's clock after its state, but the clock can be handled first: at an episode start the
     tick then finds no observation of the new episode and skips its slot, and the simulator,
     waiting for the answer to that state, sends no further clock. The state must serve the

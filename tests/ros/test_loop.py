@@ -100,8 +100,9 @@ def test_sim_time_loop_runs_faster_than_real_time(tmp_path, probe, procs):
         results = [json.loads(m.data) for _, m in episodes]
     assert all(r['steps'] == 30 for r in results)
     sim_s = r2['sim_time_s'] - r1['sim_time_s']
-    # 30 steps, plus the step(s) the new episode waits for a command planned from its state.
-    assert 31 / RATE_HZ - 1e-9 <= sim_s <= 33 / RATE_HZ + 1e-9, sim_s
+    # 30 steps, plus any step the new episode waited for a command planned from its first
+    # state (that state takes the final state's place: no step is spent on the reset).
+    assert 30 / RATE_HZ - 1e-9 <= sim_s <= 33 / RATE_HZ + 1e-9, sim_s
     assert sim_s / wall_s == pytest.approx(3.0, rel=0.15)
     # The policy ticks on /clock (20 Hz sim time: 30 commands per episode; on the wall clock it
     # would be 10). The probe counts by its own receive time, so under load a few commands land
@@ -150,7 +151,9 @@ def test_a_new_episode_starts_from_a_chunk_planned_in_it(tmp_path, probe, procs)
     probe.wait_for(lambda: commands and sum(t > commands[0][0] for t, _ in episodes) >= 4, 60,
                    'four episodes while commands are recorded')
     with probe.lock:
-        ends = [json.loads(m.data)['sim_time_s'] for t, m in episodes if t > commands[0][0]]
+        # The stamp of each episode's last state: the next episode's states come after it.
+        ends = [json.loads(m.data)['end_stamp_ns'] * 1e-9 for t, m in episodes
+                if t > commands[0][0]]
         sts = [(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, t, m) for t, m in states]
         cmds = list(commands)
     task = make_task('cube_push')
