@@ -178,7 +178,9 @@ def test_lockstep_sim_waits_for_the_policy_instead_of_running_ahead(tmp_path, pr
     and says so: its episode report counts the steps that ran on an older command (the
     contrast shows the count can fail). The count is the sim's own: a probe's receive times
     are not (under load its callbacks run late and in bursts). On the EventsExecutor a stale
-    call of the policy's sim-time timer skipped its next tick: a 3-s stall (3 of 12 runs)."""
+    call of the policy's sim-time timer skipped its next tick: a 3-s stall (3 of 12 runs), and
+    after its handling a CI run saw one episode in 60 s; sim time now has no timer
+    (rldt_ros/sim_time.py, tests/ros/test_clock_ticks.py)."""
     folder = make_model(tmp_path / 'model', rate_hz=RATE_HZ)
     episodes = probe.record(String, '/sim_node/episode')
     commands = probe.record(Float64MultiArray, '/forward_position_controller/commands')
