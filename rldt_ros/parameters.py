@@ -64,7 +64,7 @@ POLICY_PARAMETERS = {
         "When a chunk is sampled: 'observation' = when the observation it needs arrives "
         '(joint_states and every camera), its first action published at once and the control '
         "timer re-phased to it; 'timer' = on the next control tick (up to a period later). "
-        'With use_sim_time both are the /clock tick, which follows the simulated step.'),
+        'With use_sim_time both are the /clock tick, served with the state stamped at it.'),
         None, True),
     'executor': EXECUTOR_PARAMETER,
     'inline_inference': (True, (

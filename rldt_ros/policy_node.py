@@ -122,9 +122,9 @@ class PolicyNode(Node):
         self.refill_threshold = (card.chunk_length - card.steps_per_chunk
                                  if p['refill_threshold'] < 0 else p['refill_threshold'])
         self.inline_inference = p['inline_inference']
-        # Under sim time the control timer ticks on /clock, which the simulator publishes after
-        # each step's observation: the tick is already the observation's event, and the clock
-        # lags the observation (it arrives first), so the timer must not be re-phased to it.
+        # Under sim time the ticks are /clock updates, which the simulator publishes after each
+        # step's observation, and a slot waits for the state stamped at it (sim_time.py): the
+        # tick is already the observation's event, so there is nothing to re-phase.
         sim_time = self.get_parameter('use_sim_time').value
         self.event_driven = p['inference_trigger'] == 'observation' and not sim_time
         self.max_image_pixels = p['max_image_pixels']
