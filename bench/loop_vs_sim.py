@@ -45,10 +45,12 @@ def main() -> None:
     parser.add_argument('--real-time-factor', type=float, default=2.0)
     parser.add_argument('--lockstep', action='store_true')
     parser.add_argument('--domain-id', type=int, default=83)
-    parser.add_argument('--log', default='ros_loop_vs_sim.log', help='the loop nodes\' output')
+    parser.add_argument('--log', default=str(REPO / 'reports' / 'ros_loop_vs_sim.log'),
+                        help='the loop nodes\' output (reports/ is not versioned)')
     parser.add_argument('--ros-args', nargs=argparse.REMAINDER, default=[],
                         help='more arguments for both nodes, e.g. -p max_delta_per_tick:=0.1')
     args = parser.parse_args()
+    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     card = load_model_card(args.model)
     rows, wall = {}, {}
     if args.sim_episodes:

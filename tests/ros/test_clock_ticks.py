@@ -5,8 +5,8 @@ clock then state, and a clock whose state comes 50 ms later, plus episode resets
 get exactly one command, planned from that state: a command planned from the state before (a
 tick served before its state arrived) or a second command for one state (a slot served twice)
 would drive the simulation one step behind its observations without any step counted late.
-With an rclpy timer on the sim clock and the old episode boundary, 4.5-7% (EventsExecutor) and
-25-28% (single-threaded) of the commands in a lockstep loop were planned from another state."""
+With an rclpy timer on the sim clock and the old episode boundary, 0.4-6.7% (EventsExecutor) and
+25-50% (single-threaded) of the commands in a lockstep loop were planned from another state."""
 import json
 import time
 
